@@ -1,0 +1,49 @@
+"""Agent registry: name -> agent module. main.py has no agent-specific branches.
+
+An agent module defines (the protocol of agents/common/trainer.py):
+  get_config() -> ml_collections.ConfigDict          defaults from the paper, a comment on every key
+  networks(config, obs_dim, action_dim) -> {name: (flax module, example input shapes)}
+  target_networks(config) -> tuple of network names with Polyak targets
+  loss(learner, params, state, batch, rng) -> (loss, info)
+  sample_actions(learner, params, observations, rng, temperature=1.0, **eval_kwargs) -> actions
+optional:
+  validate(config)                                    raise ValueError for bad hyperparameters
+  paper_preset(env_name) -> dict                      per-task paper values (`--preset=paper`)
+  constants(config, dataset) -> dict                  arrays computed once from the offline data
+  target_update_weight(config, step) -> scalar        e.g. ReBRAC's actor delay
+  eval_variants(config) -> [(label, kwargs)]          several evaluations per eval step (VGF's L_test sweep)
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+# name -> (module, config variant passed to get_config, or None)
+AGENTS = {
+    'iql': ('agents.iql', None),
+    'rebrac': ('agents.rebrac', None),
+    'fql': ('agents.fql', None),
+}
+
+
+def closest(name: str, valid) -> str:
+    match = difflib.get_close_matches(name, list(valid), n=1)
+    return f' Did you mean {match[0]!r}?' if match else ''
+
+
+def check_name(name: str) -> None:
+    if name not in AGENTS:
+        raise ValueError(f'Unknown agent {name!r}.{closest(name, AGENTS)} Valid agents: {", ".join(sorted(AGENTS))}.')
+
+
+def get_agent(name: str):
+    check_name(name)
+    return importlib.import_module(AGENTS[name][0])
+
+
+def get_config(name: str):
+    check_name(name)
+    module, variant = AGENTS[name]
+    mod = importlib.import_module(module)
+    return mod.get_config() if variant is None else mod.get_config(variant)

@@ -1,0 +1,1 @@
+"""Shared pieces of every agent: networks, the jitted trainer, the replay buffer and config helpers."""

@@ -1,0 +1,124 @@
+"""Networks shared by all agents (one place). MLPs are 4 x 512 GELU by default (set by each agent's config)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Variance scaling (fan_avg, uniform), as in the FQL / QAM reference code.
+default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
+
+
+class MLP(nn.Module):
+    hidden_dims: Sequence[int]
+    activate_final: bool = False
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        for i, size in enumerate(self.hidden_dims):
+            x = nn.Dense(size, kernel_init=default_init)(x)
+            if i + 1 < len(self.hidden_dims) or self.activate_final:
+                x = nn.gelu(x)
+                if self.layer_norm:
+                    x = nn.LayerNorm()(x)
+        return x
+
+
+class Critic(nn.Module):
+    """Ensemble of `num_heads` Q(s, a) heads (vmapped parameters). Returns shape (num_heads, *batch)."""
+
+    hidden_dims: Sequence[int]
+    num_heads: int = 2
+    layer_norm: bool = True
+
+    @nn.compact
+    def __call__(self, observations, actions):
+        ensemble = nn.vmap(
+            MLP,
+            variable_axes={'params': 0},
+            split_rngs={'params': True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_heads,
+        )
+        x = jnp.concatenate([observations, actions], axis=-1)
+        return ensemble((*self.hidden_dims, 1), activate_final=False, layer_norm=self.layer_norm)(x)[..., 0]
+
+
+class Value(nn.Module):
+    """State value V(s) (IQL), a single head. Returns shape (*batch,)."""
+
+    hidden_dims: Sequence[int]
+    layer_norm: bool = True
+
+    @nn.compact
+    def __call__(self, observations):
+        return MLP((*self.hidden_dims, 1), layer_norm=self.layer_norm)(observations)[..., 0]
+
+
+class VectorField(nn.Module):
+    """MLP on [s; x; t] -> R^action_dim. A flow velocity field when `times` is given (flow matching), a one-step
+    noise-to-action policy pi(s, z) when it is not (FQL's one-step policy, FAV's policy)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, observations, x, times=None):
+        inputs = [observations, x] if times is None else [observations, x, times]
+        return MLP((*self.hidden_dims, self.action_dim), layer_norm=self.layer_norm)(jnp.concatenate(inputs, -1))
+
+
+class GaussianActor(nn.Module):
+    """Diagonal Gaussian policy with a state-independent (or constant, std = 1) standard deviation, as in the IQL /
+    ReBRAC implementations of the FQL code base. `tanh_mean` squashes the mean (ReBRAC's deterministic actor)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    layer_norm: bool = False
+    const_std: bool = True
+    tanh_mean: bool = True
+
+    @nn.compact
+    def __call__(self, observations):
+        h = MLP(self.hidden_dims, activate_final=True, layer_norm=self.layer_norm)(observations)
+        means = nn.Dense(self.action_dim, kernel_init=default_init)(h)
+        if self.tanh_mean:
+            means = jnp.tanh(means)
+        if self.const_std:
+            log_stds = jnp.zeros_like(means)
+        else:
+            log_stds = jnp.broadcast_to(self.param('log_stds', nn.initializers.zeros, (self.action_dim,)), means.shape)
+        return means, jnp.clip(log_stds, -5.0, 2.0)
+
+
+def gaussian_log_prob(means, log_stds, actions):
+    """log N(actions; means, diag(exp(log_stds)^2)), summed over the action dimension."""
+    z = (actions - means) * jnp.exp(-log_stds)
+    return jnp.sum(-0.5 * z**2 - log_stds - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+def euler_flow(field_fn, noises, flow_steps: int):
+    """Integrate a flow velocity field from noise (t=0) to actions (t=1) with `flow_steps` Euler steps, clip to
+    [-1, 1]. `field_fn(x, t)` with t of shape (*batch, 1). Used by FQL, QAM and VGF (flow matching, FQL Eq. (2))."""
+
+    def body(i, x):
+        t = jnp.full((*x.shape[:-1], 1), i / flow_steps, dtype=x.dtype)
+        return x + field_fn(x, t) / flow_steps
+
+    return jnp.clip(jax.lax.fori_loop(0, flow_steps, body, noises), -1.0, 1.0)
+
+
+def flow_matching_loss(field_fn, actions, rng):
+    """Conditional flow matching with the linear path x_t = (1 - t) x0 + t x1, x0 ~ N(0, I) (FQL Eq. (1),
+    QAM Eq. (17)). `field_fn(x_t, t)`; returns the mean squared velocity error."""
+    x_rng, t_rng = jax.random.split(rng)
+    x0 = jax.random.normal(x_rng, actions.shape, actions.dtype)
+    t = jax.random.uniform(t_rng, (*actions.shape[:-1], 1), actions.dtype)
+    x_t = (1 - t) * x0 + t * actions
+    return jnp.mean((field_fn(x_t, t) - (actions - x0)) ** 2)

@@ -1,0 +1,143 @@
+"""The one shared, jitted actor-critic trainer.
+
+An agent module supplies only (see agents/__init__.py for the full protocol):
+  networks(config, obs_dim, action_dim) -> {name: (flax module, example input shapes)}
+  target_networks(config) -> tuple of names that get a Polyak-averaged target copy
+  loss(learner, params, state, batch, rng) -> (scalar loss, info dict)
+  sample_actions(learner, params, observations, rng, temperature=1.0, **eval_kwargs) -> actions in [-1, 1]
+and optionally constants(config, dataset) (non-trainable arrays computed once, e.g. FAV-Adaptive's bandwidth) and
+target_update_weight(config, step) (e.g. ReBRAC's actor delay).
+
+Gradient rule (written once, here): `loss` receives `params`, the parameters being differentiated, and `state`, the
+train state before the update. Anything computed from `params` gets gradients; anything computed from
+`state.params` (current values, no gradient) or `state.target_params` does not. All networks share one Adam
+optimizer over the whole parameter dict.
+
+The train state is a pytree and every function here is pure, so `--num_seeds=N` vmaps them over seed-indexed states.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from agents.common import buffer as buffer_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: dict  # {network name: params}, all trainable networks
+    target_params: dict  # {network name: params}, Polyak-averaged copies of agent.target_networks(config)
+    opt_state: Any
+    rng: jax.Array
+    step: jax.Array  # number of gradient steps taken (int32)
+
+
+def _tree_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
+class Learner:
+    """Static description of one agent instance: its networks, config, constants and optimizer. Hashable by
+    identity, so its methods can be closed over by jax.jit."""
+
+    def __init__(self, agent, config, obs_dim: int, action_dim: int, consts: dict | None = None):
+        self.agent = agent
+        self.config = config
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.consts = consts or {}
+        self.modules = {}
+        self.example_inputs = {}
+        for name, (module, shapes) in agent.networks(config, obs_dim, action_dim).items():
+            self.modules[name] = module
+            self.example_inputs[name] = shapes
+        self.targets = tuple(agent.target_networks(config))
+        tx = [optax.adam(learning_rate=config.lr)]
+        if config.get('grad_clip_value', 0.0):
+            tx.insert(0, optax.clip(config.grad_clip_value))  # element-wise clipping (QAM)
+        if config.get('grad_clip_norm', 0.0):
+            tx.insert(0, optax.clip_by_global_norm(config.grad_clip_norm))
+        self.tx = optax.chain(*tx)
+
+    # ---- network application -------------------------------------------------------------------------------
+    def apply(self, name: str, params: dict, *args, **kwargs):
+        """Apply network `name` with the parameter dict `params` (trainable, current, or target parameters)."""
+        return self.modules[name].apply({'params': params[name]}, *args, **kwargs)
+
+    # ---- state ------------------------------------------------------------------------------------------------
+    def init(self, rng: jax.Array) -> TrainState:
+        rng, *keys = jax.random.split(rng, len(self.modules) + 1)
+        params = {}
+        for key, (name, module) in zip(keys, self.modules.items()):
+            args = [jnp.zeros((1, *s), jnp.float32) for s in self.example_inputs[name]]
+            params[name] = module.init(key, *args)['params']
+        target_params = {name: params[name] for name in self.targets}
+        return TrainState(params, target_params, self.tx.init(params), rng, jnp.zeros((), jnp.int32))
+
+    # ---- one gradient step ------------------------------------------------------------------------------------
+    def update(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        rng, loss_rng = jax.random.split(state.rng)
+
+        def loss_fn(params):
+            return self.agent.loss(self, params, state, batch, loss_rng)
+
+        (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        rate = self.config.tau
+        if hasattr(self.agent, 'target_update_weight'):
+            rate = rate * self.agent.target_update_weight(self.config, state.step)
+        target_params = {
+            name: jax.tree_util.tree_map(lambda p, tp: rate * p + (1 - rate) * tp, params[name], tp)
+            for name, tp in state.target_params.items()
+        }
+        info = dict(info)
+        info['total_loss'] = loss
+        info['grad/norm'] = _tree_norm(grads)
+        info['grad/max'] = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grads)]))
+        info['param/norm'] = _tree_norm(params)
+        return TrainState(params, target_params, opt_state, rng, state.step + 1), info
+
+    # ---- fused steps: batches sampled on the device, steps wrapped in lax.scan -----------------------------------
+    @functools.partial(jax.jit, static_argnums=(0, 3))
+    def train_steps(self, state: TrainState, buffer: dict, num_steps: int) -> tuple[TrainState, dict]:
+        """`num_steps` gradient steps on batches drawn uniformly from `buffer`. Returns metrics averaged over the
+        steps, plus `finite` (1.0 iff every loss of every step was finite)."""
+        return self._scan(state, buffer, num_steps)
+
+    def _scan(self, state, buffer, num_steps):
+        batch_size = self.config.batch_size
+        mix = float(self.config.get('mix_offline', 0.0))
+
+        def body(st, _):
+            rng, batch_rng = jax.random.split(st.rng)
+            batch = buffer_lib.sample(buffer, batch_rng, batch_size, mix)
+            st, info = self.update(st.replace(rng=rng), batch)
+            return st, info
+
+        state, infos = jax.lax.scan(body, state, None, length=num_steps)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(infos)]))
+        info = jax.tree_util.tree_map(lambda v: jnp.mean(v, axis=0), infos)
+        info['finite'] = finite.astype(jnp.float32)
+        return state, info
+
+    @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
+    def add_and_train(self, state: TrainState, buffer: dict, transition: dict):
+        """Online: write one transition into the buffer, then take one gradient step (fused in one call)."""
+        buffer = buffer_lib.add_transition(buffer, transition)
+        state, info = self._scan(state, buffer, 1)
+        return state, buffer, info
+
+    # ---- acting ----------------------------------------------------------------------------------------------------
+    @functools.partial(jax.jit, static_argnums=(0,), static_argnames=('eval_kwargs',))
+    def act(self, params: dict, observations: jax.Array, rng: jax.Array, temperature: float = 1.0, eval_kwargs=()):
+        """Actions for a batch of observations. `eval_kwargs` is a hashable tuple of (key, value) pairs passed to
+        the agent's sample_actions (e.g. VGF's test-time steps)."""
+        actions = self.agent.sample_actions(self, params, observations, rng, temperature=temperature, **dict(eval_kwargs))
+        return jnp.clip(actions, -1.0, 1.0)

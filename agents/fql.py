@@ -1,0 +1,77 @@
+"""Flow Q-Learning (Park, Li, Levine 2025): a flow-matching BC policy (10 Euler steps) and a one-step
+noise-conditioned policy trained with -Q + alpha * distillation toward the BC flow."""
+
+import jax
+import jax.numpy as jnp
+
+from agents.common.networks import VectorField, euler_flow, flow_matching_loss
+from agents.common.rl import critic_networks, critic_td_loss, require_positive
+from configs.common import base_config
+from configs.presets import fav_table6, with_discount
+
+
+def get_config():
+    config = base_config('fql')
+    config.alpha = 10.0  # Distillation weight (FQL Eq. (6)); per-task values in FAV Table 6 (`--preset=paper`).
+    config.flow_steps = 10  # Euler steps of the BC flow.
+    config.normalize_q_loss = False  # Divide the Q loss by stopgrad(mean |Q|).
+    return config
+
+
+def paper_preset(env_name):
+    return with_discount(env_name, fav_table6(env_name, {'alpha': 'fql_alpha'}))
+
+
+def validate(config):
+    require_positive(config, 'alpha', 'flow_steps')
+
+
+def networks(config, obs_dim, action_dim):
+    return {
+        **critic_networks(config, obs_dim, action_dim),
+        'bc_flow': (
+            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
+            ((obs_dim,), (action_dim,), (1,)),
+        ),
+        'onestep': (VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm), ((obs_dim,), (action_dim,))),
+    }
+
+
+def target_networks(config):
+    return ('critic',)
+
+
+def flow_actions(learner, params, observations, noises):
+    """BC flow actions from noise (Euler integration of the velocity field)."""
+    return euler_flow(lambda x, t: learner.apply('bc_flow', params, observations, x, t), noises, learner.config.flow_steps)
+
+
+def loss(learner, params, state, batch, rng):
+    cfg = learner.config
+    obs, actions = batch['observations'], batch['actions']
+    next_rng, fm_rng, noise_rng = jax.random.split(rng, 3)
+
+    next_actions = sample_actions(learner, state.params, batch['next_observations'], next_rng)
+    critic_loss, info = critic_td_loss(learner, params, state, batch, next_actions)
+
+    # BC flow matching (FQL Eq. (1)).
+    bc_loss = flow_matching_loss(lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng)
+    # Distillation of the (fixed) BC flow into the one-step policy, and the Q term (FQL Eq. (6)).
+    noises = jax.random.normal(noise_rng, actions.shape)
+    target = jax.lax.stop_gradient(flow_actions(learner, state.params, obs, noises))
+    onestep = learner.apply('onestep', params, obs, noises)
+    distill_loss = jnp.mean((onestep - target) ** 2)
+    q = learner.apply('critic', state.params, obs, jnp.clip(onestep, -1, 1)).mean(axis=0)
+    q_loss = -q.mean()
+    if cfg.normalize_q_loss:
+        q_loss = q_loss / jax.lax.stop_gradient(jnp.abs(q).mean())
+    actor_loss = bc_loss + cfg.alpha * distill_loss + q_loss
+
+    info.update({'actor/loss': actor_loss, 'actor/bc_flow_loss': bc_loss, 'actor/distill_loss': distill_loss,
+                 'actor/q_loss': q_loss, 'actor/q': q.mean()})
+    return critic_loss + actor_loss, info
+
+
+def sample_actions(learner, params, observations, rng, temperature=1.0):
+    noises = jax.random.normal(rng, (*observations.shape[:-1], learner.action_dim))
+    return jnp.clip(learner.apply('onestep', params, observations, noises), -1, 1)

@@ -1,0 +1,83 @@
+"""Implicit Q-Learning (Kostrikov et al. 2022): expectile value regression, TD critic on V(s'), and an AWR actor
+exp(alpha * (Q - V)) * log pi(a|s) with inverse temperature alpha."""
+
+import jax
+import jax.numpy as jnp
+
+from agents.common.networks import GaussianActor, Value, gaussian_log_prob
+from agents.common.rl import critic_networks, require_positive
+from configs.common import base_config
+from configs.presets import fav_table6, with_discount
+
+
+def get_config():
+    config = base_config('iql')
+    config.expectile = 0.9  # Expectile of the value regression.
+    config.alpha = 10.0  # AWR inverse temperature; per-task values in FAV Table 6 (`--preset=paper`).
+    config.const_std = True  # Unit-std Gaussian actor (the FQL code base's IQL); False learns a log std.
+    return config
+
+
+def paper_preset(env_name):
+    return with_discount(env_name, fav_table6(env_name, {'alpha': 'iql_alpha'}))
+
+
+def validate(config):
+    require_positive(config, 'alpha')
+    if not 0.0 < config.expectile < 1.0:
+        raise ValueError(f'expectile must be in (0, 1), got {config.expectile}.')
+
+
+def networks(config, obs_dim, action_dim):
+    return {
+        **critic_networks(config, obs_dim, action_dim),
+        'value': (Value(config.value_hidden_dims, config.layer_norm), ((obs_dim,),)),
+        'actor': (
+            GaussianActor(config.actor_hidden_dims, action_dim, config.actor_layer_norm, config.const_std),
+            ((obs_dim,),),
+        ),
+    }
+
+
+def target_networks(config):
+    return ('critic',)
+
+
+def expectile_loss(diff, expectile):
+    """|tau - 1(diff < 0)| * diff^2 (IQL Eq. (5))."""
+    weight = jnp.where(diff > 0, expectile, 1 - expectile)
+    return weight * diff**2
+
+
+def loss(learner, params, state, batch, rng):
+    cfg = learner.config
+    obs, actions = batch['observations'], batch['actions']
+
+    # Value: expectile regression onto min of the target critic heads.
+    q_target = learner.apply('critic', state.target_params, obs, actions).min(axis=0)
+    v = learner.apply('value', params, obs)
+    value_loss = expectile_loss(q_target - v, cfg.expectile).mean()
+
+    # Critic: TD onto V(s') (no gradient into V).
+    next_v = learner.apply('value', state.params, batch['next_observations'])
+    target = batch['rewards'] + cfg.discount * batch['masks'] * next_v
+    qs = learner.apply('critic', params, obs, actions)
+    critic_loss = jnp.mean((qs - target) ** 2)
+
+    # Actor: advantage-weighted regression with the current critic and value (no gradients into them).
+    adv = learner.apply('critic', state.params, obs, actions).min(axis=0) - learner.apply('value', state.params, obs)
+    weights = jnp.minimum(jnp.exp(adv * cfg.alpha), 100.0)
+    means, log_stds = learner.apply('actor', params, obs)
+    actor_loss = -(weights * gaussian_log_prob(means, log_stds, actions)).mean()
+
+    info = {'value/loss': value_loss, 'value/v_mean': v.mean(), 'critic/loss': critic_loss, 'critic/q_mean': qs.mean(),
+            'actor/loss': actor_loss, 'actor/adv': adv.mean(), 'actor/weight': weights.mean(),
+            'actor/mse': jnp.mean((means - actions) ** 2)}
+    return value_loss + critic_loss + actor_loss, info
+
+
+def sample_actions(learner, params, observations, rng, temperature=1.0):
+    """Mean action at temperature 0 (evaluation), a Gaussian sample otherwise (exploration)."""
+    means, log_stds = learner.apply('actor', params, observations)
+    noise = jax.random.normal(rng, means.shape) * jnp.exp(log_stds) * temperature
+    return jnp.clip(means + noise, -1, 1)

@@ -1,0 +1,47 @@
+"""Config keys shared by every agent, with defaults from the papers (FQL / FAV / QAM common hyperparameters)."""
+
+import ml_collections
+
+
+def base_config(agent_name: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            agent_name=agent_name,  # Registry name of the agent.
+            lr=3e-4,  # Adam learning rate (all networks).
+            batch_size=256,  # Transitions per gradient step.
+            actor_hidden_dims=(512, 512, 512, 512),  # Policy / flow networks (GELU MLP).
+            value_hidden_dims=(512, 512, 512, 512),  # Critic / value networks.
+            layer_norm=True,  # LayerNorm in the critic.
+            actor_layer_norm=False,  # LayerNorm in the actor networks.
+            num_critics=2,  # Critic ensemble heads K.
+            discount=0.99,  # Discount factor gamma (0.995 for antmaze-giant, humanoidmaze, antsoccer presets).
+            tau=0.005,  # Target-network Polyak rate.
+            q_agg='mean',  # Critic target aggregation over heads: 'mean', 'min', or 'pessimistic' (mean - rho*std).
+            rho=0.5,  # Pessimism coefficient for q_agg='pessimistic' (QAM Eq. (26)).
+            grad_clip_norm=0.0,  # Global-norm gradient clipping (0 = off).
+            grad_clip_value=0.0,  # Element-wise gradient clipping (0 = off).
+            mix_offline=0.0,  # Online phase: fraction of each batch drawn from the offline data (0.5 = RLPD-style).
+        )
+    )
+
+
+# Sizes used by small tasks (the FAV toy bandit): 3 hidden layers x 256 (FAV Appendix A.1).
+TOY_NETWORKS = dict(actor_hidden_dims=(256, 256, 256), value_hidden_dims=(256, 256, 256))
+
+
+def validate_common(config) -> None:
+    """Raise ValueError for invalid shared hyperparameters."""
+    if not 0.0 <= config.discount <= 1.0:
+        raise ValueError(f'discount must be in [0, 1], got {config.discount}.')
+    if not 0.0 < config.tau <= 1.0:
+        raise ValueError(f'tau (target-network rate) must be in (0, 1], got {config.tau}.')
+    if config.lr <= 0:
+        raise ValueError(f'lr must be positive, got {config.lr}.')
+    if config.batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {config.batch_size}.')
+    if config.q_agg not in ('mean', 'min', 'pessimistic'):
+        raise ValueError(f"q_agg must be 'mean', 'min' or 'pessimistic', got {config.q_agg!r}.")
+    if config.num_critics < 1:
+        raise ValueError(f'num_critics must be >= 1, got {config.num_critics}.')
+    if not 0.0 <= config.mix_offline < 1.0:
+        raise ValueError(f'mix_offline must be in [0, 1), got {config.mix_offline}.')

@@ -1,0 +1,92 @@
+"""tiltbench: one command per run, offline phase then online phase.
+
+    python main.py --agent=fql --env_name=cube-single-play-singletask-task2-v0 --seed=0 \
+        --offline_steps=1000000 --online_steps=0 --agent.alpha=300
+
+Agent hyperparameters are `--agent.KEY=VALUE` (ml_collections); `--preset=paper` loads the papers' per-task values
+(explicit --agent.KEY flags still win). Everything a run writes goes to --save_dir/<run_name>/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from absl import app, flags
+
+import agents
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('env_name', 'toy-8gaussians', 'Environment / dataset name.')
+flags.DEFINE_integer('seed', 0, 'Random seed (network init, batches, exploration, evaluation).')
+flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline gradient steps.')
+flags.DEFINE_integer('online_steps', 0, 'Online environment steps (one gradient step each).')
+flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many gradient steps (0: only at phase ends).')
+flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes.')
+flags.DEFINE_integer('log_interval', 5_000, 'Write a train.csv row every this many gradient steps.')
+flags.DEFINE_integer('save_interval', 100_000, 'Checkpoint every this many gradient steps (and at phase ends).')
+flags.DEFINE_integer('updates_per_call', 20, 'Offline gradient steps fused into one jitted call (lax.scan).')
+flags.DEFINE_integer('buffer_size', 2_000_000, 'Online replay buffer capacity (pre-filled with the offline data).')
+flags.DEFINE_string('save_dir', 'runs', 'Parent directory of run directories.')
+flags.DEFINE_string('run_name', None, 'Run directory name (default: {agent}_{env_name}_seed{seed}).')
+flags.DEFINE_string('dataset_dir', None, 'OGBench dataset directory (default ~/.ogbench/data).')
+flags.DEFINE_string('dataset_path', None, 'Explicit dataset file (D4RL hdf5).')
+flags.DEFINE_bool('download', True, 'Try to download missing OGBench datasets.')
+flags.DEFINE_bool('generate', True, 'Generate missing OGBench datasets locally when they cannot be downloaded.')
+flags.DEFINE_integer('generate_episodes', None, 'Episodes to generate (default: the official dataset size).')
+flags.DEFINE_enum('preset', 'default', ['default', 'paper'], "'paper': per-task hyperparameters from the papers.")
+flags.DEFINE_bool('overwrite', False, 'Delete an existing run directory of the same name and start over.')
+flags.DEFINE_bool('progress', True, 'Show tqdm progress bars.')
+flags.DEFINE_bool('wandb', False, 'Also log to Weights & Biases (offline mode unless WANDB_MODE is set).')
+flags.DEFINE_string('wandb_project', 'tiltbench', 'wandb project.')
+
+
+def parse_agent_argv(argv: list[str]) -> tuple[str, list[str], set[str]]:
+    """Take `--agent=NAME` out of argv (ml_collections owns `--agent.KEY=VALUE`) and validate the keys.
+    Returns (agent name, remaining argv, explicitly set config keys)."""
+    name, rest, keys = 'fql', [], set()
+    it = iter(range(len(argv)))
+    for i in it:
+        a = argv[i]
+        if a == '--agent' and i + 1 < len(argv):
+            name = argv[i + 1]
+            next(it)
+        elif a.startswith('--agent='):
+            name = a.split('=', 1)[1]
+        else:
+            rest.append(a)
+            m = re.match(r'--agent\.([A-Za-z0-9_.]+)', a)
+            if m:
+                keys.add(m.group(1).split('.')[0])
+    agents.check_name(name)
+    config = agents.get_config(name)
+    for k in sorted(keys):
+        if k not in config:
+            raise ValueError(f'Unknown config key --agent.{k} for agent {name!r}.{agents.closest(k, config.keys())} '
+                             f'Valid keys: {", ".join(sorted(config.keys()))}.')
+    return name, rest, keys
+
+
+def _die(msg: str) -> None:
+    print(f'error: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+def main(_):
+    from runner.experiment import run_experiment
+
+    sys.exit(run_experiment(FLAGS, FLAGS.agent, AGENT_NAME, EXPLICIT_KEYS))
+
+
+if __name__ == '__main__':
+    try:
+        AGENT_NAME, argv, EXPLICIT_KEYS = parse_agent_argv(sys.argv)
+    except ValueError as e:
+        _die(str(e))
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_dict('agent', agents.get_config(AGENT_NAME), 'Agent hyperparameters.', lock_config=True,
+                                    sys_argv=argv)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    app.run(main, argv=argv)

@@ -1,0 +1,44 @@
+"""Checkpoints: the whole train state (parameters, optimizer states, targets, RNG key, step), the online buffer and
+the loop position, serialized with flax.serialization (msgpack), written atomically, the last `keep` kept."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import flax.serialization
+import jax
+import numpy as np
+
+from runner.io import atomic_write_bytes
+
+
+def _to_host(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def save(checkpoint_dir: str, step: int, payload: dict, keep: int = 2) -> str:
+    """Write checkpoint_dir/ckpt_{step:09d}.msgpack atomically and delete all but the newest `keep`."""
+    path = os.path.join(checkpoint_dir, f'ckpt_{step:09d}.msgpack')
+    atomic_write_bytes(path, flax.serialization.msgpack_serialize(_to_host(flax.serialization.to_state_dict(payload))))
+    for old in list_checkpoints(checkpoint_dir)[:-keep]:
+        os.remove(old)
+    return path
+
+
+def list_checkpoints(checkpoint_dir: str) -> list[str]:
+    files = glob.glob(os.path.join(checkpoint_dir, 'ckpt_*.msgpack'))
+    return sorted(files, key=lambda p: int(re.search(r'ckpt_(\d+)', p).group(1)))
+
+
+def latest(checkpoint_dir: str) -> str | None:
+    files = list_checkpoints(checkpoint_dir)
+    return files[-1] if files else None
+
+
+def restore(path: str, template: dict) -> dict:
+    """Restore into the structure of `template` (arrays become numpy, to be put on the device by the caller)."""
+    with open(path, 'rb') as f:
+        raw = flax.serialization.msgpack_restore(f.read())
+    return flax.serialization.from_state_dict(template, raw)

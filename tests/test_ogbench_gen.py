@@ -1,0 +1,184 @@
+"""Tests for local OGBench dataset generation (tiny datasets; the real envs and oracles)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip('ogbench')
+
+from envs.ogbench_gen import (
+    GENERATABLE,
+    dataset_name_for,
+    generate_dataset,
+    generation_unsupported_reason,
+    parse_env_name,
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILE_KEYS = {'observations', 'actions', 'terminals', 'qpos', 'qvel'}
+
+
+def _load_raw(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _num_episodes(raw):
+    return int(raw['terminals'].sum())
+
+
+@pytest.fixture(scope='module')
+def pointmaze_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp('pointmaze')
+    generate_dataset('pointmaze-medium-navigate-v0', str(d), num_episodes=2, episode_length=300, progress=False)
+    return d
+
+
+@pytest.fixture(scope='module')
+def cube_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp('cube')
+    generate_dataset('cube-single-play-v0', str(d), num_episodes=2, episode_length=250, progress=False)
+    return d
+
+
+def test_names():
+    assert dataset_name_for('cube-single-play-singletask-task2-v0') == 'cube-single-play-v0'
+    assert dataset_name_for('pointmaze-medium-navigate-singletask-v0') == 'pointmaze-medium-navigate-v0'
+    assert dataset_name_for('pointmaze-medium-navigate-v0') == 'pointmaze-medium-navigate-v0'
+    assert parse_env_name('puzzle-4x4-play-singletask-task5-v0') == 'puzzle-4x4-play-v0'
+    assert len(GENERATABLE) == 9
+    for name in GENERATABLE:
+        assert generation_unsupported_reason(name) is None
+
+
+def test_download_only_and_unknown(tmp_path):
+    reason = generation_unsupported_reason('antmaze-large-navigate-v0')
+    assert 'expert' in reason and 'download' in reason.lower() and '--dataset_dir' in reason
+    with pytest.raises(ValueError, match='expert'):
+        generate_dataset('antmaze-large-navigate-v0', str(tmp_path), num_episodes=2, progress=False)
+    with pytest.raises(ValueError, match='expert'):
+        parse_env_name('humanoidmaze-medium-navigate-singletask-task1-v0')
+    with pytest.raises(ValueError, match='Unknown'):
+        generate_dataset('foo-bar-v0', str(tmp_path), num_episodes=2, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_pointmaze_file_layout(pointmaze_dir):
+    train = _load_raw(pointmaze_dir / 'pointmaze-medium-navigate-v0.npz')
+    val = _load_raw(pointmaze_dir / 'pointmaze-medium-navigate-v0-val.npz')
+    assert set(train) == FILE_KEYS and set(val) == FILE_KEYS
+    assert train['observations'].shape == (2 * 301, 2) and train['observations'].dtype == np.float32
+    assert train['actions'].shape == (2 * 301, 2) and train['actions'].dtype == np.float32
+    assert train['terminals'].dtype == bool
+    assert np.flatnonzero(train['terminals']).tolist() == [300, 601]
+    assert _num_episodes(train) == 2 and _num_episodes(val) == 1
+    assert np.abs(train['actions']).max() <= 1.0
+    np.testing.assert_array_equal(train['observations'], train['qpos'])
+    # The oracle moves the point through the maze (the noise alone would barely move it).
+    for ep in np.split(train['qpos'], 2):
+        assert np.ptp(ep, axis=0).max() > 4.0
+
+
+def test_pointmaze_loads_with_ogbench(pointmaze_dir):
+    import ogbench
+
+    env, train, val = ogbench.make_env_and_datasets(
+        'pointmaze-medium-navigate-singletask-task1-v0', dataset_dir=str(pointmaze_dir)
+    )
+    assert train['observations'].shape == (600, 2) and train['next_observations'].shape == (600, 2)
+    assert train['actions'].shape == (600, 2) and val['observations'].shape == (300, 2)
+    assert set(np.unique(train['rewards'])) <= {-1.0, 0.0}
+    np.testing.assert_array_equal(train['masks'], -train['rewards'])
+    assert train['terminals'].sum() == 2
+    assert env.observation_space.shape == (2,)
+
+
+def test_cube_loads_with_ogbench(cube_dir):
+    import ogbench
+
+    raw = _load_raw(cube_dir / 'cube-single-play-v0.npz')
+    assert set(raw) == FILE_KEYS
+    assert raw['observations'].shape == (2 * 251, 28) and raw['actions'].shape == (2 * 251, 5)
+    assert raw['qpos'].dtype == np.float32 and raw['terminals'].dtype == bool
+    assert _num_episodes(_load_raw(cube_dir / 'cube-single-play-v0-val.npz')) == 1
+
+    env, train, val = ogbench.make_env_and_datasets('cube-single-play-singletask-task2-v0', dataset_dir=str(cube_dir))
+    assert train['observations'].shape == (500, 28) and val['observations'].shape == (250, 28)
+    assert np.abs(train['actions']).max() <= 1.0
+    assert set(np.unique(train['rewards'])) <= {-1.0, 0.0}
+    assert env.observation_space.shape == (28,)
+
+
+def test_cube_oracle_moves_cube(cube_dir):
+    raw = _load_raw(cube_dir / 'cube-single-play-v0.npz')
+    cube_xyz = raw['qpos'][:, 14:17]
+    moved = [np.linalg.norm(ep - ep[0], axis=-1).max() for ep in np.split(cube_xyz, 2)]
+    assert max(moved) > 0.05, moved  # Picked up and moved at least once within 250 steps.
+    assert np.ptp(raw['actions'][:, 4]) > 0.5  # The gripper opens and closes.
+
+
+def test_deterministic(tmp_path, pointmaze_dir):
+    generate_dataset('pointmaze-medium-navigate-v0', str(tmp_path), num_episodes=2, episode_length=300, progress=False)
+    for suffix in ('', '-val'):
+        a = _load_raw(pointmaze_dir / f'pointmaze-medium-navigate-v0{suffix}.npz')
+        b = _load_raw(tmp_path / f'pointmaze-medium-navigate-v0{suffix}.npz')
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    generate_dataset('pointmaze-medium-navigate-v0', str(tmp_path), num_episodes=2, episode_length=300, seed=1)
+    c = _load_raw(tmp_path / 'pointmaze-medium-navigate-v0.npz')
+    assert not np.array_equal(a['observations'], c['observations'])
+    assert [p.name for p in tmp_path.iterdir() if 'tmp' in p.name] == []
+
+
+def test_cube_deterministic(tmp_path):
+    kw = {'num_episodes': 1, 'episode_length': 60, 'progress': False, 'seed': 3}
+    generate_dataset('cube-single-play-v0', str(tmp_path / 'a'), **kw)
+    generate_dataset('cube-single-play-v0', str(tmp_path / 'b'), **kw)
+    for suffix in ('', '-val'):
+        a = _load_raw(tmp_path / 'a' / f'cube-single-play-v0{suffix}.npz')
+        b = _load_raw(tmp_path / 'b' / f'cube-single-play-v0{suffix}.npz')
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize(
+    'dataset_name, env_name, num_rewards',
+    [
+        ('puzzle-3x3-play-v0', 'puzzle-3x3-play-singletask-task1-v0', 9),
+        ('scene-play-v0', 'scene-play-singletask-task1-v0', 5),
+    ],
+)
+def test_buttons_envs(tmp_path, dataset_name, env_name, num_rewards):
+    import ogbench
+
+    generate_dataset(dataset_name, str(tmp_path), num_episodes=1, episode_length=150, progress=False)
+    raw = _load_raw(tmp_path / f'{dataset_name}.npz')
+    assert set(raw) == FILE_KEYS | {'button_states'}
+    assert raw['button_states'].dtype == np.int64 and len(raw['button_states']) == 151
+    _, train, val = ogbench.make_env_and_datasets(env_name, dataset_dir=str(tmp_path))
+    assert train['observations'].shape[0] == 150 and val['observations'].shape[0] == 150
+    assert train['rewards'].min() >= -num_rewards and train['rewards'].max() <= 0
+    assert np.abs(train['actions']).max() <= 1.0
+
+
+def test_cli(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    cmd = [sys.executable, os.path.join(REPO_ROOT, 'scripts', 'generate_dataset.py'), f'--dataset_dir={tmp_path}']
+    out = subprocess.run(
+        check=False,
+        args=cmd
+        + ['--env_name=pointmaze-medium-navigate-singletask-task1-v0', '--num_episodes=1', '--episode_length=20'],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / 'pointmaze-medium-navigate-v0.npz').exists()
+    assert (tmp_path / 'pointmaze-medium-navigate-v0-val.npz').exists()
+    out = subprocess.run(
+        check=False, args=cmd + ['--env_name=antsoccer-arena-navigate-v0'], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0 and 'expert' in out.stderr
