@@ -24,6 +24,13 @@ AGENTS = {
     'iql': ('agents.iql', None),
     'rebrac': ('agents.rebrac', None),
     'fql': ('agents.fql', None),
+    'qam': ('agents.qam', None),
+    'qam_fql': ('agents.qam_fql', None),
+    'qam_edit': ('agents.qam_edit', None),
+    'qam_fav': ('agents.qam_fav', None),
+    'fav': ('agents.fav', None),
+    'fav_adaptive': ('agents.fav', 'adaptive'),
+    'vgf': ('agents.vgf', None),
 }
 
 

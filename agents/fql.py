@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.common.networks import VectorField, euler_flow, flow_matching_loss
-from agents.common.rl import critic_networks, critic_td_loss, require_positive
+from agents.common.rl import critic_networks, critic_td_loss, normalized_q_loss, require_positive
 from configs.common import base_config
 from configs.presets import fav_table6, with_discount
 
@@ -62,9 +62,7 @@ def loss(learner, params, state, batch, rng):
     onestep = learner.apply('onestep', params, obs, noises)
     distill_loss = jnp.mean((onestep - target) ** 2)
     q = learner.apply('critic', state.params, obs, jnp.clip(onestep, -1, 1)).mean(axis=0)
-    q_loss = -q.mean()
-    if cfg.normalize_q_loss:
-        q_loss = q_loss / jax.lax.stop_gradient(jnp.abs(q).mean())
+    q_loss = normalized_q_loss(q) if cfg.normalize_q_loss else -q.mean()
     actor_loss = bc_loss + cfg.alpha * distill_loss + q_loss
 
     info.update({'actor/loss': actor_loss, 'actor/bc_flow_loss': bc_loss, 'actor/distill_loss': distill_loss,

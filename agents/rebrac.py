@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.common.networks import GaussianActor
-from agents.common.rl import critic_networks, require_positive
+from agents.common.rl import critic_networks, normalized_q_loss, require_positive
 from configs.common import base_config
 from configs.presets import fav_table6, with_discount
 
@@ -67,7 +67,7 @@ def loss(learner, params, state, batch, rng):
     # Actor: -Q / mean|Q| + alpha_actor * BC, applied every actor_freq steps (masked inside jit).
     pi = learner.apply('actor', params, obs)[0]
     q = learner.apply('critic', state.params, obs, pi).min(axis=0)
-    q_loss = -(q / jax.lax.stop_gradient(jnp.abs(q).mean())).mean()
+    q_loss = normalized_q_loss(q)
     bc_loss = jnp.mean(jnp.sum((pi - actions) ** 2, axis=-1))
     actor_loss = q_loss + cfg.alpha_actor * bc_loss
 

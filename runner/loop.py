@@ -63,7 +63,7 @@ class Loop:
         def fn(obs):
             counter[0] += 1
             k = jax.random.fold_in(key, counter[0])
-            return np.asarray(self.learner.act(params, jnp.asarray(obs), k, temperature, eval_kwargs))
+            return np.asarray(self.learner.act(params, jnp.asarray(obs), k, temperature, eval_kwargs=eval_kwargs))
 
         return fn
 
@@ -126,7 +126,7 @@ class Loop:
             if self._due(step, f.eval_interval) or step == total:
                 row = self.evaluate(state, step, 'offline')
                 if row:
-                    bar.write(f'[offline {step}] score {row["score"]:.3f}')
+                    bar.write(f'[offline {step}] score {self.evals[-1][2]:.3f}')
             if self._due(step, f.save_interval) or step == total:
                 self.save(state, step, 'offline')
         bar.close()
@@ -168,7 +168,7 @@ class Loop:
             if self._due(step - start, f.eval_interval) or step == total:
                 row = self.evaluate(state, step, 'online')
                 if row:
-                    bar.write(f'[online {step}] score {row["score"]:.3f}')
+                    bar.write(f'[online {step}] score {self.evals[-1][2]:.3f}')
             if self._due(step - start, f.save_interval) or step == total:
                 self.save(state, step, 'online', buffer)
         bar.close()

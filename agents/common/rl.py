@@ -45,3 +45,9 @@ def require_positive(config, *keys: str) -> None:
     for k in keys:
         if not config[k] > 0:
             raise ValueError(f'{k} must be positive, got {config[k]}.')
+
+
+def normalized_q_loss(q: jax.Array) -> jax.Array:
+    """-Q / stopgrad(mean |Q|) (TD3+BC / ReBRAC normalization). The floor keeps it finite when Q is exactly 0 (e.g. a
+    zero observation and zero-initialized biases at the first step)."""
+    return -(q / jax.lax.stop_gradient(jnp.maximum(jnp.abs(q).mean(), 1e-6))).mean()

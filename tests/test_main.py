@@ -1,0 +1,119 @@
+"""main.py end to end, the way users run it: every baseline offline + online, determinism, OGBench round trip on a
+tiny locally generated dataset, and each bad-input error."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY, read_final, run_main
+
+TOY = ['--env_name=toy-8gaussians', '--eval_episodes=1', '--log_interval=20', '--save_interval=40']
+
+
+@pytest.mark.parametrize('agent', ['iql', 'rebrac', 'fql'])
+def test_baseline_offline_then_online_on_toy(agent, tmp_path):
+    run_main([f'--agent={agent}', *TOY, '--offline_steps=60', '--online_steps=20', '--eval_interval=40', *TINY], tmp_path)
+    run = tmp_path / f'{agent}_toy-8gaussians_seed0'
+    final = read_final(run)
+    assert final['steps'] == 80 and final['agent'] == agent
+    assert np.isfinite(final['final_score']) and np.isfinite(final['offline_score'])
+    assert 0.0 <= final['last_eval']['tv_distance'] <= 1.0
+    samples = np.load(run / 'policy_samples.npy')
+    assert samples.shape == (10_000, 2) and np.all(np.abs(samples) <= 1)
+    with open(run / 'eval.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['step'], r['phase']) for r in rows] == [('40', 'offline'), ('60', 'offline'), ('80', 'online')]
+    assert json.load(open(run / 'status.json'))['status'] == 'finished'
+    assert os.listdir(run / 'checkpoints')
+
+
+def test_runs_are_deterministic_given_seed(tmp_path):
+    args = ['--agent=fql', *TOY, '--offline_steps=40', '--online_steps=10', '--eval_interval=40', *TINY]
+    run_main([*args, '--run_name=a'], tmp_path)
+    run_main([*args, '--run_name=b'], tmp_path)
+    fa, fb = read_final(tmp_path / 'a'), read_final(tmp_path / 'b')
+    assert fa['final_score'] == fb['final_score']
+    np.testing.assert_array_equal(np.load(tmp_path / 'a' / 'policy_samples.npy'), np.load(tmp_path / 'b' / 'policy_samples.npy'))
+    ta = [{k: v for k, v in r.items() if k != 'time'} for r in csv.DictReader(open(tmp_path / 'a' / 'train.csv'))]
+    tb = [{k: v for k, v in r.items() if k != 'time'} for r in csv.DictReader(open(tmp_path / 'b' / 'train.csv'))]
+    assert ta == tb
+
+
+def test_ogbench_round_trip_with_local_generation(tmp_path):
+    """Missing dataset + no download -> generated locally with the real env and oracle, loaded by ogbench, trained,
+    evaluated in the real environment (success rate)."""
+    data = tmp_path / 'data'
+    proc = run_main(['--agent=iql', '--env_name=pointmaze-medium-navigate-singletask-task1-v0', f'--dataset_dir={data}',
+                     '--download=false', '--generate_episodes=2', '--offline_steps=20', '--online_steps=5',
+                     '--eval_interval=20', '--eval_episodes=1', *TINY], tmp_path)
+    assert 'GENERATING IT LOCALLY' in proc.stderr
+    assert (data / 'pointmaze-medium-navigate-v0.npz').exists()
+    final = read_final(tmp_path / 'iql_pointmaze-medium-navigate-singletask-task1-v0_seed0')
+    assert final['offline_score'] in (0.0, 100.0)  # one episode: success is 0 or 100 %
+    assert any('generated locally' in n for n in final['task_notes'])
+
+
+def _err(args, tmp_path, code=2):
+    proc = run_main(args, tmp_path, check=False)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    return proc.stderr
+
+
+def test_unknown_agent_lists_valid_ones(tmp_path):
+    err = _err(['--agent=fqll', '--env_name=toy-8gaussians'], tmp_path)
+    assert "Unknown agent 'fqll'" in err and "Did you mean 'fql'" in err and 'iql' in err and 'rebrac' in err
+
+
+def test_unknown_env_lists_valid_ones(tmp_path):
+    err = _err(['--agent=fql', '--env_name=cube-singel-play-v0', '--offline_steps=1'], tmp_path)
+    assert 'Unknown environment' in err and 'toy-8gaussians' in err and 'D4RL' in err
+
+
+def test_unknown_config_key_suggests_closest(tmp_path):
+    err = _err(['--agent=fql', '--agent.alpah=3'], tmp_path)
+    assert '--agent.alpah' in err and "Did you mean 'alpha'" in err
+
+
+@pytest.mark.parametrize('bad, msg', [('--agent.alpha=-1', 'alpha must be positive'),
+                                      ('--agent.discount=1.5', 'discount must be in'),
+                                      ('--agent.batch_size=600000', 'larger than the dataset')])
+def test_bad_hyperparameters(bad, msg, tmp_path):
+    err = _err(['--agent=fql', '--env_name=toy-8gaussians', '--offline_steps=1', bad], tmp_path)
+    assert msg in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path):
+    err = _err(['--agent=fql', '--env_name=antmaze-large-navigate-singletask-task1-v0', f'--dataset_dir={tmp_path}',
+                '--download=false'], tmp_path)
+    assert 'antmaze-large-navigate-v0' in err and 'download' in err.lower() and 'expert' in err.lower()
+
+
+def test_corrupt_dataset_gets_a_message(tmp_path):
+    (tmp_path / 'pointmaze-medium-navigate-v0.npz').write_bytes(b'not a zip file')
+    (tmp_path / 'pointmaze-medium-navigate-v0-val.npz').write_bytes(b'not a zip file')
+    err = _err(['--agent=fql', '--env_name=pointmaze-medium-navigate-singletask-task1-v0', f'--dataset_dir={tmp_path}',
+                '--download=false'], tmp_path)
+    assert 'truncated' in err and 'Traceback' not in err
+
+
+def test_finished_run_is_never_overwritten(tmp_path):
+    args = ['--agent=fql', *TOY, '--offline_steps=20', '--eval_interval=20', *TINY]
+    run_main(args, tmp_path)
+    final = (tmp_path / 'fql_toy-8gaussians_seed0' / 'final.json').read_bytes()
+    err = _err(args, tmp_path)
+    assert 'already exists (status: finished)' in err
+    assert (tmp_path / 'fql_toy-8gaussians_seed0' / 'final.json').read_bytes() == final
+
+
+def test_non_finite_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
+    args = ['--agent=fql', *TOY, '--offline_steps=200', '--eval_interval=0', '--save_interval=20',
+            '--updates_per_call=10', '--agent.lr=1e12', *TINY]
+    err = _err(args, tmp_path, code=1)
+    assert 'Non-finite loss' in err
+    run = tmp_path / 'fql_toy-8gaussians_seed0'
+    assert json.load(open(run / 'status.json'))['status'] == 'failed'
+    assert not (run / 'final.json').exists()
