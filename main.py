@@ -37,6 +37,13 @@ flags.DEFINE_bool('generate', True, 'Generate missing OGBench datasets locally w
 flags.DEFINE_integer('generate_episodes', None, 'Episodes to generate (default: the official dataset size).')
 flags.DEFINE_enum('preset', 'default', ['default', 'paper'], "'paper': per-task hyperparameters from the papers.")
 flags.DEFINE_bool('overwrite', False, 'Delete an existing run directory of the same name and start over.')
+flags.DEFINE_bool(
+    'resume',
+    False,
+    'Continue an interrupted run from its last checkpoint (a finished run: exit 0, '
+    'nothing changed). Without it, an existing run directory is an error.',
+)
+flags.DEFINE_integer('num_seeds', 1, 'Train seeds seed..seed+N-1 in one process (vmapped); one run dir per seed.')
 flags.DEFINE_bool('progress', True, 'Show tqdm progress bars.')
 flags.DEFINE_bool('wandb', False, 'Also log to Weights & Biases (offline mode unless WANDB_MODE is set).')
 flags.DEFINE_string('wandb_project', 'tiltbench', 'wandb project.')
@@ -63,8 +70,10 @@ def parse_agent_argv(argv: list[str]) -> tuple[str, list[str], set[str]]:
     config = agents.get_config(name)
     for k in sorted(keys):
         if k not in config:
-            raise ValueError(f'Unknown config key --agent.{k} for agent {name!r}.{agents.closest(k, config.keys())} '
-                             f'Valid keys: {", ".join(sorted(config.keys()))}.')
+            raise ValueError(
+                f'Unknown config key --agent.{k} for agent {name!r}.{agents.closest(k, config.keys())} '
+                f'Valid keys: {", ".join(sorted(config.keys()))}.'
+            )
     return name, rest, keys
 
 
@@ -86,7 +95,8 @@ if __name__ == '__main__':
         _die(str(e))
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_dict('agent', agents.get_config(AGENT_NAME), 'Agent hyperparameters.', lock_config=True,
-                                    sys_argv=argv)
+    config_flags.DEFINE_config_dict(
+        'agent', agents.get_config(AGENT_NAME), 'Agent hyperparameters.', lock_config=True, sys_argv=argv
+    )
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     app.run(main, argv=argv)

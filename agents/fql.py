@@ -33,7 +33,10 @@ def networks(config, obs_dim, action_dim):
             VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
             ((obs_dim,), (action_dim,), (1,)),
         ),
-        'onestep': (VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm), ((obs_dim,), (action_dim,))),
+        'onestep': (
+            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
+            ((obs_dim,), (action_dim,)),
+        ),
     }
 
 
@@ -43,7 +46,9 @@ def target_networks(config):
 
 def flow_actions(learner, params, observations, noises):
     """BC flow actions from noise (Euler integration of the velocity field)."""
-    return euler_flow(lambda x, t: learner.apply('bc_flow', params, observations, x, t), noises, learner.config.flow_steps)
+    return euler_flow(
+        lambda x, t: learner.apply('bc_flow', params, observations, x, t), noises, learner.config.flow_steps
+    )
 
 
 def loss(learner, params, state, batch, rng):
@@ -65,8 +70,15 @@ def loss(learner, params, state, batch, rng):
     q_loss = normalized_q_loss(q) if cfg.normalize_q_loss else -q.mean()
     actor_loss = bc_loss + cfg.alpha * distill_loss + q_loss
 
-    info.update({'actor/loss': actor_loss, 'actor/bc_flow_loss': bc_loss, 'actor/distill_loss': distill_loss,
-                 'actor/q_loss': q_loss, 'actor/q': q.mean()})
+    info.update(
+        {
+            'actor/loss': actor_loss,
+            'actor/bc_flow_loss': bc_loss,
+            'actor/distill_loss': distill_loss,
+            'actor/q_loss': q_loss,
+            'actor/q': q.mean(),
+        }
+    )
     return critic_loss + actor_loss, info
 
 

@@ -70,9 +70,16 @@ def loss(learner, params, state, batch, rng):
     means, log_stds = learner.apply('actor', params, obs)
     actor_loss = -(weights * gaussian_log_prob(means, log_stds, actions)).mean()
 
-    info = {'value/loss': value_loss, 'value/v_mean': v.mean(), 'critic/loss': critic_loss, 'critic/q_mean': qs.mean(),
-            'actor/loss': actor_loss, 'actor/adv': adv.mean(), 'actor/weight': weights.mean(),
-            'actor/mse': jnp.mean((means - actions) ** 2)}
+    info = {
+        'value/loss': value_loss,
+        'value/v_mean': v.mean(),
+        'critic/loss': critic_loss,
+        'critic/q_mean': qs.mean(),
+        'actor/loss': actor_loss,
+        'actor/adv': adv.mean(),
+        'actor/weight': weights.mean(),
+        'actor/mse': jnp.mean((means - actions) ** 2),
+    }
     return value_loss + critic_loss + actor_loss, info
 
 

@@ -56,7 +56,9 @@ def loss(learner, params, state, batch, rng):
 
     # Critic: target policy smoothing and the critic BC penalty on the next action.
     next_actions = learner.apply('actor', state.target_params, batch['next_observations'])[0]
-    noise = jnp.clip(jax.random.normal(rng, next_actions.shape) * cfg.actor_noise, -cfg.actor_noise_clip, cfg.actor_noise_clip)
+    noise = jnp.clip(
+        jax.random.normal(rng, next_actions.shape) * cfg.actor_noise, -cfg.actor_noise_clip, cfg.actor_noise_clip
+    )
     next_actions = jnp.clip(next_actions + noise, -1, 1)
     next_q = learner.apply('critic', state.target_params, batch['next_observations'], next_actions).min(axis=0)
     next_q = next_q - cfg.alpha_critic * jnp.sum((next_actions - batch['next_actions']) ** 2, axis=-1)
@@ -71,14 +73,22 @@ def loss(learner, params, state, batch, rng):
     bc_loss = jnp.mean(jnp.sum((pi - actions) ** 2, axis=-1))
     actor_loss = q_loss + cfg.alpha_actor * bc_loss
 
-    info = {'critic/loss': critic_loss, 'critic/q_mean': qs.mean(), 'actor/loss': actor_loss, 'actor/q': q.mean(),
-            'actor/bc_loss': bc_loss}
+    info = {
+        'critic/loss': critic_loss,
+        'critic/q_mean': qs.mean(),
+        'actor/loss': actor_loss,
+        'actor/q': q.mean(),
+        'actor/bc_loss': bc_loss,
+    }
     return critic_loss + _full_update(cfg, state.step) * actor_loss, info
 
 
 def sample_actions(learner, params, observations, rng, temperature=1.0):
     """Deterministic actor; temperature scales the clipped Gaussian exploration noise (0 at evaluation)."""
     actions = learner.apply('actor', params, observations)[0]
-    noise = jnp.clip(jax.random.normal(rng, actions.shape) * learner.config.actor_noise * temperature,
-                     -learner.config.actor_noise_clip, learner.config.actor_noise_clip)
+    noise = jnp.clip(
+        jax.random.normal(rng, actions.shape) * learner.config.actor_noise * temperature,
+        -learner.config.actor_noise_clip,
+        learner.config.actor_noise_clip,
+    )
     return jnp.clip(actions + noise, -1, 1)

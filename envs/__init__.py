@@ -8,25 +8,38 @@ TOY_NAMES = ('toy-8gaussians',)
 
 
 def valid_names_help() -> str:
-    return ('toy-8gaussians; OGBench single-task ids such as cube-single-play-singletask-task2-v0, '
-            'pointmaze-medium-navigate-singletask-task1-v0 (or without -taskN for the default task); D4RL v2 names '
-            'such as hopper-medium-v2 or antmaze-large-play-v2 (original hdf5 files); Minari ids such as '
-            'D4RL/antmaze/large-play-v1 or mujoco/hopper/medium-v0')
+    return (
+        'toy-8gaussians; OGBench single-task ids such as cube-single-play-singletask-task2-v0, '
+        'pointmaze-medium-navigate-singletask-task1-v0 (or without -taskN for the default task); D4RL v2 names '
+        'such as hopper-medium-v2 or antmaze-large-play-v2 (original hdf5 files); Minari ids such as '
+        'D4RL/antmaze/large-play-v1 or mujoco/hopper/medium-v0'
+    )
 
 
-def make_task(env_name: str, seed: int = 0, dataset_dir: str | None = None, dataset_path: str | None = None,
-              download: bool = True, generate: bool = True, generate_episodes: int | None = None) -> Task:
+def make_task(
+    env_name: str,
+    seed: int = 0,
+    dataset_dir: str | None = None,
+    dataset_path: str | None = None,
+    download: bool = True,
+    generate: bool = True,
+    generate_episodes: int | None = None,
+) -> Task:
     """Build the Task for `env_name`. Raises ValueError for unknown names and DatasetError for missing data."""
     if env_name in TOY_NAMES:
         from envs import toy
 
-        return toy.make_task(seed)
+        return toy.make_task()  # the same data for every run seed
     from envs import ogbench_env
 
     if ogbench_env.is_ogbench_name(env_name):
         return ogbench_env.make_ogbench_task(
-            env_name, dataset_dir or ogbench_env.DEFAULT_DATASET_DIR, download=download, generate=generate,
-            generate_episodes=generate_episodes)
+            env_name,
+            dataset_dir or ogbench_env.DEFAULT_DATASET_DIR,
+            download=download,
+            generate=generate,
+            generate_episodes=generate_episodes,
+        )
     from envs import d4rl
 
     if d4rl.is_minari_name(env_name):

@@ -46,8 +46,14 @@ def _try_download(dataset_name: str, dataset_dir: str, timeout: float = 20.0) ->
         socket.setdefaulttimeout(old)
 
 
-def ensure_dataset(env_name: str, dataset_dir: str, download: bool = True, generate: bool = True,
-                   generate_episodes: int | None = None, seed: int = 0) -> list[str]:
+def ensure_dataset(
+    env_name: str,
+    dataset_dir: str,
+    download: bool = True,
+    generate: bool = True,
+    generate_episodes: int | None = None,
+    seed: int = 0,
+) -> list[str]:
     """Make sure the dataset files of `env_name` exist in `dataset_dir`; returns notes on what was done."""
     from envs import ogbench_gen
 
@@ -67,15 +73,22 @@ def ensure_dataset(env_name: str, dataset_dir: str, download: bool = True, gener
             + (unsupported + ' ' if unsupported else '')
             + 'Download it on a machine with internet (python -c "import ogbench; ogbench.download_datasets'
             f"(['{dataset_name}'])\") and copy {dataset_name}.npz and {dataset_name}-val.npz into --dataset_dir"
-            + ('.' if unsupported else ', or generate it with python scripts/generate_dataset.py '
-               f'--env_name={env_name}.')
+            + (
+                '.'
+                if unsupported
+                else f', or generate it with python scripts/generate_dataset.py --env_name={env_name}.'
+            )
         )
     size = 'official size' if generate_episodes is None else f'{generate_episodes} episodes'
-    msg = (f'[tiltbench] {dataset_name} could not be downloaded ({reason}); GENERATING IT LOCALLY ({size}) with the '
-           f'real ogbench environment and its scripted oracle into {dataset_dir}. These data were made locally, '
-           'not downloaded.')
+    msg = (
+        f'[tiltbench] {dataset_name} could not be downloaded ({reason}); GENERATING IT LOCALLY ({size}) with the '
+        f'real ogbench environment and its scripted oracle into {dataset_dir}. These data were made locally, '
+        'not downloaded.'
+    )
     print(msg, file=sys.stderr, flush=True)
-    ogbench_gen.generate_dataset(dataset_name, os.path.expanduser(dataset_dir), num_episodes=generate_episodes, seed=seed)
+    ogbench_gen.generate_dataset(
+        dataset_name, os.path.expanduser(dataset_dir), num_episodes=generate_episodes, seed=seed
+    )
     notes.append(f'dataset {dataset_name} generated locally ({size}, seed {seed})')
     return notes
 
@@ -117,4 +130,4 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
 
 
 def dataset_stats(ds: dict) -> str:
-    return f"{len(ds['observations'])} transitions, success rows {float(np.mean(ds['rewards'] == 0)):.3f}"
+    return f'{len(ds["observations"])} transitions, success rows {float(np.mean(ds["rewards"] == 0)):.3f}'

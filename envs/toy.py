@@ -17,7 +17,9 @@ from envs.base import Task
 
 NAME = 'toy-8gaussians'
 SCALE = 4.0  # actions a = x / SCALE
-CENTERS = (4.0 / np.sqrt(2.0)) * np.stack([np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], 1)
+CENTERS = (4.0 / np.sqrt(2.0)) * np.stack(
+    [np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], 1
+)
 STD = 0.5 / np.sqrt(2.0)
 NUM_DATA = 500_000  # the paper's training pool
 NUM_EVAL = 10_000  # policy samples per evaluation
@@ -70,8 +72,12 @@ def metrics(actions: np.ndarray) -> dict:
     tv = 0.5 * np.abs(occ - target_occupancy()).sum()
     x = SCALE * np.asarray(actions, np.float64)
     dmin = np.sqrt(np.min(np.sum((x[:, None, :] - CENTERS[None]) ** 2, axis=-1), axis=1))
-    out = {'score': float(reward(actions).mean()), 'mean_reward': float(reward(actions).mean()), 'tv_distance': float(tv),
-           'outlier_fraction': float(np.mean(dmin > 3 * STD))}
+    out = {
+        'score': float(reward(actions).mean()),
+        'mean_reward': float(reward(actions).mean()),
+        'tv_distance': float(tv),
+        'outlier_fraction': float(np.mean(dmin > 3 * STD)),
+    }
     out.update({f'occupancy_{k}': float(occ[k]) for k in range(8)})
     return out
 
@@ -92,8 +98,9 @@ class ToyBanditEnv(gymnasium.Env):
         return np.zeros(1, np.float32), r, True, False, {}
 
 
-def make_task(seed: int = 0) -> Task:
-    a = sample_behavior(NUM_DATA, np.random.default_rng(seed)).astype(np.float32)
+def make_task(data_seed: int = 0) -> Task:
+    """The toy task; its data depend only on `data_seed` (fixed), never on the run seed."""
+    a = sample_behavior(NUM_DATA, np.random.default_rng(data_seed)).astype(np.float32)
     n = len(a)
     ds = dict(
         observations=np.zeros((n, 1), np.float32),

@@ -15,7 +15,7 @@ from runner.io import atomic_write_bytes
 
 
 def _to_host(tree):
-    return jax.tree_util.tree_map(np.asarray, tree)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x) if isinstance(x, (jax.Array, np.ndarray)) else x, tree)
 
 
 def save(checkpoint_dir: str, step: int, payload: dict, keep: int = 2) -> str:
@@ -37,8 +37,17 @@ def latest(checkpoint_dir: str) -> str | None:
     return files[-1] if files else None
 
 
-def restore(path: str, template: dict) -> dict:
-    """Restore into the structure of `template` (arrays become numpy, to be put on the device by the caller)."""
-    with open(path, 'rb') as f:
-        raw = flax.serialization.msgpack_restore(f.read())
+def read(path: str) -> dict:
+    """The raw nested dict of a checkpoint (numpy arrays and Python scalars)."""
+    try:
+        with open(path, 'rb') as f:
+            return flax.serialization.msgpack_restore(f.read())
+    except Exception as e:
+        raise RuntimeError(
+            f'Checkpoint {path} is unreadable ({type(e).__name__}: {e}); delete it to fall back to the previous one.'
+        ) from e
+
+
+def from_raw(template, raw):
+    """Restore a pytree of the structure of `template` from its raw state dict."""
     return flax.serialization.from_state_dict(template, raw)

@@ -15,9 +15,30 @@ import agents
 from configs.common import validate_common
 from envs.base import DatasetError
 
-FLAG_NAMES = ('env_name', 'seed', 'offline_steps', 'online_steps', 'eval_interval', 'eval_episodes', 'log_interval',
-              'save_interval', 'updates_per_call', 'buffer_size', 'save_dir', 'run_name', 'dataset_dir',
-              'dataset_path', 'download', 'generate', 'generate_episodes', 'preset', 'overwrite', 'wandb')
+FLAG_NAMES = (
+    'env_name',
+    'seed',
+    'offline_steps',
+    'online_steps',
+    'eval_interval',
+    'eval_episodes',
+    'log_interval',
+    'save_interval',
+    'updates_per_call',
+    'buffer_size',
+    'save_dir',
+    'run_name',
+    'dataset_dir',
+    'dataset_path',
+    'download',
+    'generate',
+    'generate_episodes',
+    'preset',
+    'overwrite',
+    'resume',
+    'wandb',
+    'num_seeds',
+)
 
 
 def resolve_config(agent_mod, config, task, preset: str, explicit: set[str]):
@@ -34,8 +55,11 @@ def resolve_config(agent_mod, config, task, preset: str, explicit: set[str]):
                 raise ValueError(f'Agent {config.agent_name!r} has no paper preset.')
             for k, v in agent_mod.paper_preset(task.name).items():
                 if k not in explicit:
-                    config[k] = type(config[k])(v) if isinstance(config[k], (int, float)) and not isinstance(
-                        config[k], bool) and v != float('inf') else v
+                    config[k] = (
+                        type(config[k])(v)
+                        if isinstance(config[k], (int, float)) and not isinstance(config[k], bool) and v != float('inf')
+                        else v
+                    )
                     applied[k] = config[k]
     return config, applied
 
@@ -56,41 +80,110 @@ def validate(agent_mod, config, task, f) -> None:
         raise ValueError(f'{task.name} has no environment for the online phase: {"; ".join(task.notes)}')
 
 
-def run_name_for(f, agent_name: str) -> str:
-    return f.run_name or f'{agent_name}_{f.env_name.replace("/", "_")}_seed{f.seed}'
+def run_name_for(f, agent_name: str, seed: int) -> str:
+    if f.run_name:
+        return f.run_name if f.num_seeds == 1 else f'{f.run_name}_seed{seed}'
+    return f'{agent_name}_{f.env_name.replace("/", "_")}_seed{seed}'
+
+
+RESUME_IGNORED = ('resume', 'overwrite', 'progress', 'wandb', 'save_dir', 'num_seeds')
+
+
+def _prepare_run_dirs(f, agent_name, config, flags_dict):
+    """Returns (list of RunDir, resume?) or raises RunDirError. Never deletes or overwrites without --overwrite."""
+    from runner.io import RunDir, read_json
+
+    paths = [os.path.join(f.save_dir, run_name_for(f, agent_name, f.seed + k)) for k in range(f.num_seeds)]
+    existing = [p for p in paths if os.path.exists(p) and os.listdir(p)]
+    if existing and f.overwrite:
+        for p in existing:
+            shutil.rmtree(p)
+        existing = []
+    if not existing:
+        return [RunDir(p) for p in paths], False
+    statuses = {p: (RunDir(p).status() or {}).get('status', 'unknown') for p in existing}
+    if not f.resume:
+        desc = ', '.join(f'{p} ({st})' for p, st in statuses.items())
+        raise RunDirError(
+            f'run directory already exists: {desc}. Nothing was changed. Use --resume to continue an '
+            'interrupted run, a different --run_name, or --overwrite to delete it and start over.'
+        )
+    for p in existing:
+        old = read_json(os.path.join(p, 'config.json')) if os.path.exists(os.path.join(p, 'config.json')) else {}
+        diffs = [
+            f'agent.{k}: {old.get("config", {}).get(k)!r} -> {v!r}'
+            for k, v in config.to_dict().items()
+            if _norm(old.get('config', {}).get(k)) != _norm(v)
+        ]
+        diffs += [
+            f'--{k}: {old.get("flags", {}).get(k)!r} -> {v!r}'
+            for k, v in flags_dict.items()
+            if k not in RESUME_IGNORED and _norm(old.get('flags', {}).get(k)) != _norm(v)
+        ]
+        if diffs:
+            raise RunDirError(
+                f'cannot resume {p}: the command differs from the one that started it ({"; ".join(diffs)}). '
+                'Run it with the original flags, or use --overwrite / another --run_name.'
+            )
+    if len(existing) == len(paths) and all(st == 'finished' for st in statuses.values()):
+        raise RunFinished(', '.join(existing))
+    return [RunDir(p) for p in paths], True
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+class RunDirError(ValueError):
+    pass
+
+
+class RunFinished(Exception):
+    pass
 
 
 def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
     """Returns the process exit code (0 ok, 1 failed during training, 2 bad input)."""
-    from runner.io import RunDir, atomic_write_json
+    from runner.io import atomic_write_json
 
     agent_mod = agents.get_agent(agent_name)
+    flags_dict = {k: getattr(f, k) for k in FLAG_NAMES}
     try:
+        if f.num_seeds < 1:
+            raise ValueError(f'--num_seeds must be >= 1, got {f.num_seeds}.')
         import envs
 
-        task = envs.make_task(f.env_name, seed=f.seed, dataset_dir=f.dataset_dir, dataset_path=f.dataset_path,
-                              download=f.download, generate=f.generate, generate_episodes=f.generate_episodes)
+        task = envs.make_task(
+            f.env_name,
+            seed=f.seed,
+            dataset_dir=f.dataset_dir,
+            dataset_path=f.dataset_path,
+            download=f.download,
+            generate=f.generate,
+            generate_episodes=f.generate_episodes,
+        )
         config, applied = resolve_config(agent_mod, config, task, f.preset, explicit)
         validate(agent_mod, config, task, f)
+        runs, resume = _prepare_run_dirs(f, agent_name, config, flags_dict)
+    except RunFinished as e:
+        print(f'[tiltbench] already finished, nothing to do: {e}', file=sys.stderr)
+        return 0
     except (ValueError, DatasetError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
 
-    path = os.path.join(f.save_dir, run_name_for(f, agent_name))
-    if os.path.exists(path) and os.listdir(path):
-        if f.overwrite:
-            shutil.rmtree(path)
-        else:
-            st = (RunDir(path).status() or {}).get('status', 'unknown')
-            print(f'error: run directory {path} already exists (status: {st}). Nothing was changed. Use a different '
-                  '--run_name, or --overwrite to delete it and start over.', file=sys.stderr)
-            return 2
-    run = RunDir(path)
-    flags_dict = {k: getattr(f, k) for k in FLAG_NAMES}
-    atomic_write_json(run.file('config.json'), {'agent': agent_name, 'flags': flags_dict, 'config': config.to_dict(),
-                                                'preset_applied': applied, 'task_notes': task.notes,
-                                                'argv': sys.argv})
-    run.set_status('running', pid=os.getpid())
+    for k, run in enumerate(runs):
+        cfg_file = {
+            'agent': agent_name,
+            'flags': {**flags_dict, 'seed': f.seed + k},
+            'config': config.to_dict(),
+            'preset_applied': applied,
+            'task_notes': task.notes,
+            'argv': sys.argv,
+        }
+        if not resume:
+            atomic_write_json(run.file('config.json'), cfg_file)
+        run.set_status('running', pid=os.getpid(), resumed=resume)
     for note in task.notes:
         print(f'[tiltbench] note: {note}', file=sys.stderr)
 
@@ -99,57 +192,102 @@ def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
         import wandb
 
         os.environ.setdefault('WANDB_MODE', 'offline')
-        wandb_run = wandb.init(project=f.wandb_project, name=os.path.basename(path), config=config.to_dict(),
-                               dir=path)
+        wandb_run = wandb.init(
+            project=f.wandb_project,
+            name=os.path.basename(runs[0].path),
+            config=config.to_dict(),
+            dir=runs[0].path,
+            resume='allow',
+        )
     t0 = time.time()
     try:
-        summary = _train(agent_mod, config, task, f, run, wandb_run)
+        summaries = _train(agent_mod, config, task, f, runs, wandb_run, resume)
     except Exception as e:  # keep the run directory and the last checkpoint; say what went wrong
         from runner.loop import NonFiniteError
 
         msg = f'{type(e).__name__}: {e}'
-        run.set_status('failed', error=msg, traceback=traceback.format_exc())
-        print(f'error: {msg}\nRun directory: {path} (status failed; the last checkpoint is kept)', file=sys.stderr)
+        for run in runs:
+            run.set_status('failed', error=msg, traceback=traceback.format_exc())
+        print(
+            f'error: {msg}\nRun directory: {runs[0].path} (status failed; the last checkpoint is kept; --resume '
+            'continues from it)',
+            file=sys.stderr,
+        )
         if not isinstance(e, NonFiniteError):
             traceback.print_exc()
         return 1
-    summary.update(agent=agent_name, env=f.env_name, seed=f.seed, wall_time_s=round(time.time() - t0, 2),
-                   run_dir=path, task_notes=task.notes, preset=f.preset)
-    atomic_write_json(run.file('final.json'), summary)
-    run.set_status('finished')
+    for k, (run, summary) in enumerate(zip(runs, summaries)):
+        summary.update(
+            agent=agent_name,
+            env=f.env_name,
+            seed=f.seed + k,
+            wall_time_s=round(time.time() - t0, 2),
+            num_seeds_in_process=f.num_seeds,
+            run_dir=run.path,
+            task_notes=task.notes,
+            preset=f.preset,
+        )
+        atomic_write_json(run.file('final.json'), summary)
+        run.set_status('finished')
+        print(
+            f'[tiltbench] finished: final_score={summary.get("final_score")} -> {run.path}/final.json', file=sys.stderr
+        )
     if wandb_run is not None:
         wandb_run.finish()
-    print(f'[tiltbench] finished: final_score={summary.get("final_score")} -> {path}/final.json', file=sys.stderr)
     return 0
 
 
-def _train(agent_mod, config, task, f, run, wandb_run) -> dict:
+def _train(agent_mod, config, task, f, runs, wandb_run, resume) -> list[dict]:
     import jax
 
     from agents.common import buffer as buffer_lib
     from agents.common.trainer import Learner
-    from runner.loop import Loop, make_online_buffer
+    from runner.loop import Loop, make_online_buffer, restore_buffer
 
     consts = agent_mod.constants(config, task.train_dataset) if hasattr(agent_mod, 'constants') else {}
     learner = Learner(agent_mod, config, task.obs_dim, task.action_dim, consts)
     variants = agent_mod.eval_variants(config) if hasattr(agent_mod, 'eval_variants') else [('', {})]
-    loop = Loop(learner, task, f, run, variants, wandb_run)
-    state = learner.init(loop.init_key)
-    if f.offline_steps > 0:
-        buffer = buffer_lib.make_buffer(task.train_dataset)
-        state = loop.offline(state, buffer)
-        del buffer
+    loop = Loop(learner, task, f, runs, variants, wandb_run)
+    state = loop.init_state()
+    phase, step, rows = 'offline', 0, None
+    if resume:
+        restored = loop.restore(state)
+        if restored is not None:
+            state, step, phase, rows = restored
+            print(f'[tiltbench] resuming from the {phase} checkpoint at step {step}', file=sys.stderr)
+    if phase == 'offline' and step < f.offline_steps:
+        state = loop.offline(state, buffer_lib.make_buffer(task.train_dataset), step)
+        step = f.offline_steps
     if f.online_steps > 0:
-        buffer = make_online_buffer(task, f, config)
-        state, buffer = loop.online(state, buffer)
+        buffer = make_online_buffer(task, f, config, f.num_seeds)
+        done = 0
+        if phase == 'online':
+            done = step - f.offline_steps
+            if f.num_seeds == 1:
+                buffer = restore_buffer(buffer, rows[0])
+            else:
+                seeds = [
+                    restore_buffer(jax.tree_util.tree_map(lambda x, k=k: x[k], buffer), r) for k, r in enumerate(rows)
+                ]
+                buffer = jax.tree_util.tree_map(lambda *xs: jax.numpy.stack(xs), *seeds)
+        if done < f.online_steps:
+            state, buffer = loop.online(state, buffer, f.offline_steps, done)
     if f.offline_steps == 0 and f.online_steps == 0:
         loop.evaluate(state, 0, 'offline')
-    summary = dict(offline_steps=f.offline_steps, online_steps=f.online_steps, steps=int(jax.device_get(state.step)),
-                   protocol=task.protocol + '; final score = mean of the last three evaluations (FQL protocol)',
-                   eval_episodes=f.eval_episodes, constants={k: np.asarray(v).tolist() for k, v in consts.items()})
-    summary.update(loop.final_scores())
-    summary['last_eval'] = loop.last_eval
-    if getattr(loop, 'last_samples', None) is not None:
-        np.save(run.file('policy_samples.npy'), loop.last_samples)
-        summary['policy_samples'] = 'policy_samples.npy'
-    return summary
+    summaries = []
+    for k, sr in enumerate(loop.seeds):
+        summary = dict(
+            offline_steps=f.offline_steps,
+            online_steps=f.online_steps,
+            steps=int(jax.device_get(loop.seed_state(state, k).step)),
+            protocol=task.protocol + '; final score = mean of the last three evaluations (FQL protocol)',
+            eval_episodes=f.eval_episodes,
+            constants={c: np.asarray(v).tolist() for c, v in consts.items()},
+        )
+        summary.update(loop.final_scores(k))
+        summary['last_eval'] = sr.last_eval
+        if sr.last_samples is not None:
+            np.save(sr.run.file('policy_samples.npy'), sr.last_samples)
+            summary['policy_samples'] = 'policy_samples.npy'
+        summaries.append(summary)
+    return summaries

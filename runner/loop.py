@@ -1,8 +1,18 @@
 """The offline-then-online training loop shared by every agent (no agent-specific branches).
 
 Intervals are counted in gradient steps. Offline: `updates_per_call` gradient steps are fused into one jitted call
-(lax.scan, batches sampled on the device); chunks are cut at log/eval/save boundaries. Online: one environment step
-and one gradient step per iteration, the transition written into the device buffer inside the same jitted call.
+(lax.scan, batches sampled on the device); chunks are cut at log/eval/save boundaries, so chunking depends only on
+the step count and a resumed run takes exactly the same steps. Online: one environment step and one gradient step
+per iteration, the transition written into the device buffer inside the same jitted call.
+
+`--num_seeds=N` trains seeds seed..seed+N-1 in one program: train states are stacked along a leading seed axis and
+every jitted function is vmapped over it (data shared on the device); each seed writes its own run directory exactly
+as a separate run would. With N = 1 nothing is vmapped.
+
+Resume: checkpoints hold the train state (parameters, optimizer state, targets, RNG key, step), the phase, the loop
+counters and, online, the buffer rows written online. The environment episode in progress is not saved: a resumed
+online phase starts a new episode (reset with a seed derived from the step), so resumed online runs are bit-exact
+only for one-step episodes (the toy bandit); offline phases resume bit-exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from tqdm.auto import tqdm
 from agents.common import buffer as buffer_lib
 from envs.evaluation import evaluate
 from runner import checkpoint as ckpt_lib
-from runner.io import CsvLogger
+from runner.io import CsvLogger, read_csv
 
 
 class NonFiniteError(RuntimeError):
@@ -29,32 +39,71 @@ def _host(info: dict) -> dict:
     return {k: float(v) for k, v in jax.device_get(info).items()}
 
 
-def _check_finite(info: dict, step: int, phase: str) -> None:
+def _check_finite(info: dict, step: int, phase: str, run_path: str = '') -> None:
     if info.get('finite', 1.0) >= 1.0:
         return
     bad = sorted(k for k, v in info.items() if not math.isfinite(v))
     raise NonFiniteError(
-        f'Non-finite loss in the {phase} phase within the gradient steps ending at step {step} '
-        f'(non-finite means: {", ".join(bad) or "some step of the fused chunk"}). The run stopped; the last good '
+        f'Non-finite loss in the {phase} phase within the gradient steps ending at step {step}{run_path} '
+        f'(non-finite: {", ".join(bad) or "some step of the fused chunk"}). The run stopped; the last good '
         'checkpoint is kept. Lower the learning rate or the temperatures, or enable grad_clip_norm.'
     )
 
 
+def _index(tree, k):
+    return jax.tree_util.tree_map(lambda x: x[k], tree)
+
+
+class SeedRun:
+    """What one seed writes: its run directory, logs, evaluation history and RNG keys."""
+
+    def __init__(self, run, seed: int):
+        self.run = run
+        self.seed = seed
+        self.train_log = CsvLogger(run.file('train.csv'))
+        self.eval_log = CsvLogger(run.file('eval.csv'))
+        self.evals = []  # (step, phase, primary score)
+        self.last_eval = {}
+        self.last_samples = None
+        self.init_key, self.act_key, self.eval_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+
+    def restore_logs(self, step: int) -> None:
+        """Drop log rows after the checkpoint step (no step logged twice) and rebuild the evaluation history."""
+        self.train_log.truncate_after(step)
+        self.eval_log.truncate_after(step)
+        for r in read_csv(self.eval_log.path):
+            self.evals.append((int(float(r['step'])), r['phase'], float(r['score'])))
+            self.last_eval = r
+
+
 class Loop:
-    def __init__(self, learner, task, flags, run, eval_variants=(('', {}),), logger=None):
+    def __init__(self, learner, task, flags, runs, eval_variants=(('', {}),), wandb_run=None):
         self.learner = learner
         self.task = task
         self.f = flags
-        self.run = run
+        self.seeds = [SeedRun(run, flags.seed + k) for k, run in enumerate(runs)]
+        self.n = len(self.seeds)
         self.variants = list(eval_variants)
-        self.train_log = CsvLogger(run.file('train.csv'))
-        self.eval_log = CsvLogger(run.file('eval.csv'))
-        self.wandb = logger
-        self.evals = []  # (step, phase, primary score)
-        self.last_eval = {}
+        self.wandb = wandb_run
         self.t0 = time.time()
-        key = jax.random.PRNGKey(flags.seed)
-        self.init_key, self.act_key, self.eval_key = jax.random.split(key, 3)
+        self.online_counters = {'episodes': [0] * self.n, 'recent': [[] for _ in range(self.n)]}
+
+    # ---- state helpers (plain for one seed, stacked along axis 0 for several) -------------------------------------
+    def init_state(self):
+        if self.n == 1:
+            return self.learner.init(self.seeds[0].init_key)
+        return self.learner.init_seeds(jnp.stack([s.init_key for s in self.seeds]))
+
+    def seed_state(self, state, k: int):
+        return state if self.n == 1 else _index(state, k)
+
+    def _train(self, state, buffer, n):
+        if self.n == 1:
+            state, info = self.learner.train_steps(state, buffer, n)
+            return state, [_host(info)]
+        state, info = self.learner.train_steps_seeds(state, buffer, n)
+        info = jax.device_get(info)
+        return state, [{k: float(v[i]) for k, v in info.items()} for i in range(self.n)]
 
     # ---- evaluation ---------------------------------------------------------------------------------------------
     def policy(self, params, key, eval_kwargs=(), temperature=0.0):
@@ -63,130 +112,231 @@ class Loop:
         def fn(obs):
             counter[0] += 1
             k = jax.random.fold_in(key, counter[0])
-            return np.asarray(self.learner.act(params, jnp.asarray(obs), k, temperature, eval_kwargs=eval_kwargs))
+            return np.asarray(self.learner.act(params, jnp.asarray(obs), k, temperature, eval_kwargs))
 
         return fn
 
-    def evaluate(self, state, step: int, phase: str) -> dict:
+    def evaluate(self, state, step: int, phase: str) -> None:
         if self.task.make_env is None and self.task.evaluate is None:
-            return {}
-        row = {'step': step, 'phase': phase}
-        primary = None
-        for i, (label, kwargs) in enumerate(self.variants):
-            key = jax.random.fold_in(self.eval_key, step * 16 + i)
-            kw = tuple(sorted(kwargs.items()))
-            out = evaluate(self.task, self.policy(state.params, key, kw), self.f.eval_episodes, self.f.seed + 10_000,
-                           progress=self.f.progress, desc=f'eval {label or ""} @ {step}'.replace('  ', ' '))
-            samples = out.pop('samples', None)
-            if i == 0:
-                primary, self.last_samples = out, samples
-            prefix = f'{label}/' if label else ''
-            row.update({f'{prefix}{k}': v for k, v in out.items()})
-        self.eval_log.write(row)
-        self.evals.append((step, phase, primary['score']))
-        self.last_eval = row
-        if self.wandb:
-            self.wandb.log({f'eval/{k}': v for k, v in row.items() if k not in ('step', 'phase')}, step=step)
-        return row
+            return
+        for k, sr in enumerate(self.seeds):
+            params = self.seed_state(state, k).params
+            row = {'step': step, 'phase': phase}
+            for i, (label, kwargs) in enumerate(self.variants):
+                key = jax.random.fold_in(sr.eval_key, step * 16 + i)
+                kw = tuple(sorted(kwargs.items()))
+                out = evaluate(
+                    self.task,
+                    self.policy(params, key, kw),
+                    self.f.eval_episodes,
+                    sr.seed + 10_000,
+                    progress=self.f.progress,
+                    desc=f'eval {label} @ {step}',
+                )
+                samples = out.pop('samples', None)
+                if i == 0:
+                    primary, sr.last_samples = out, samples
+                prefix = f'{label}/' if label and i > 0 else ''
+                row.update({f'{prefix}{m}': v for m, v in out.items()})
+            sr.eval_log.write(row)
+            sr.evals.append((step, phase, primary['score']))
+            sr.last_eval = row
+            if self.wandb and k == 0:
+                self.wandb.log({f'eval/{m}': v for m, v in row.items() if m not in ('step', 'phase')}, step=step)
+            tqdm.write(f'[{phase} {step}] seed {sr.seed} score {primary["score"]:.3f}')
 
-    def log_train(self, info: dict, step: int, phase: str, extra: dict | None = None) -> None:
-        row = {'step': step, 'phase': phase, 'time': round(time.time() - self.t0, 3), **(extra or {}), **info}
-        self.train_log.write(row)
+    def log_train(self, infos: list[dict], step: int, phase: str, extra: list[dict] | None = None) -> None:
+        for k, sr in enumerate(self.seeds):
+            row = {'step': step, 'phase': phase, 'time': round(time.time() - self.t0, 3), **(extra[k] if extra else {})}
+            row.update(infos[k])
+            sr.train_log.write(row)
         if self.wandb:
-            self.wandb.log({f'train/{k}': v for k, v in row.items() if k not in ('step', 'phase')}, step=step)
+            self.wandb.log({f'train/{m}': v for m, v in infos[0].items()}, step=step)
 
-    def save(self, state, step: int, phase: str, buffer=None, online_pos=None) -> None:
-        payload = {'state': state, 'step': step, 'phase': phase}
-        if buffer is not None:
-            payload['buffer'] = buffer
-        ckpt_lib.save(self.run.checkpoint_dir, step, payload)
+    # ---- checkpoints ----------------------------------------------------------------------------------------------
+    def save(self, state, step: int, phase: str, buffer=None) -> None:
+        for k, sr in enumerate(self.seeds):
+            payload = {
+                'state': self.seed_state(state, k),
+                'step': step,
+                'phase': phase,
+                'online_counters': {
+                    'episodes': self.online_counters['episodes'][k],
+                    'recent': list(self.online_counters['recent'][k]),
+                },
+            }
+            if buffer is not None:
+                payload['buffer'] = buffer_rows(buffer if self.n == 1 else _index(buffer, k))
+            ckpt_lib.save(sr.run.checkpoint_dir, step, payload)
+
+    def restore(self, template_state) -> tuple:
+        """Load the newest checkpoint of every seed. Returns (state, step, phase, buffer rows per seed or None)."""
+        paths = [ckpt_lib.latest(sr.run.checkpoint_dir) for sr in self.seeds]
+        if any(p is None for p in paths):
+            return None
+        raws = [ckpt_lib.read(p) for p in paths]
+        steps = {int(r['step']) for r in raws}
+        if len(steps) != 1:
+            raise RuntimeError(
+                f'The seeds of this multi-seed run have checkpoints at different steps {sorted(steps)}: '
+                'resume them as separate runs (--num_seeds=1, --seed=...).'
+            )
+        step = steps.pop()
+        single = self.seed_state(template_state, 0)
+        states = [ckpt_lib.from_raw(single, r['state']) for r in raws]
+        state = states[0] if self.n == 1 else jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+        for k, (sr, r) in enumerate(zip(self.seeds, raws)):
+            sr.restore_logs(step)
+            counters = r.get('online_counters', {})
+            self.online_counters['episodes'][k] = int(counters.get('episodes', 0))
+            recent = counters.get('recent', {})
+            self.online_counters['recent'][k] = (
+                [float(recent[i]) for i in sorted(recent, key=int)] if isinstance(recent, dict) else list(recent)
+            )
+        phase = raws[0]['phase']
+        rows = [r.get('buffer') for r in raws] if phase == 'online' else None
+        return state, step, phase, rows
 
     # ---- phases ---------------------------------------------------------------------------------------------------
-    def _due(self, step: int, interval: int) -> bool:
+    @staticmethod
+    def _due(step: int, interval: int) -> bool:
         return interval > 0 and step % interval == 0
 
-    def offline(self, state, buffer):
+    def offline(self, state, buffer, start: int = 0):
         f = self.f
         total = f.offline_steps
-        step = int(state.step)
+        step = start
         bar = tqdm(total=total, initial=step, desc='offline', disable=not f.progress, unit='step', smoothing=0.1)
         while step < total:
             n = min(f.updates_per_call, total - step)
             for interval in (f.log_interval, f.eval_interval, f.save_interval):
                 if interval > 0:
                     n = min(n, interval - step % interval)
-            state, info = self.learner.train_steps(state, buffer, n)
-            info = _host(info)
+            state, infos = self._train(state, buffer, n)
             step += n
             bar.update(n)
-            _check_finite(info, step, 'offline')
+            for k, info in enumerate(infos):
+                _check_finite(info, step, 'offline', f' (seed {self.seeds[k].seed})' if self.n > 1 else '')
             if self._due(step, f.log_interval) or step == total:
-                self.log_train(info, step, 'offline')
-                bar.set_postfix(loss=f"{info['total_loss']:.3g}")
+                self.log_train(infos, step, 'offline')
+                bar.set_postfix(loss=f'{infos[0]["total_loss"]:.3g}')
             if self._due(step, f.eval_interval) or step == total:
-                row = self.evaluate(state, step, 'offline')
-                if row:
-                    bar.write(f'[offline {step}] score {self.evals[-1][2]:.3f}')
+                self.evaluate(state, step, 'offline')
             if self._due(step, f.save_interval) or step == total:
                 self.save(state, step, 'offline')
         bar.close()
         return state
 
-    def online(self, state, buffer):
+    def online(self, state, buffer, start: int, done: int = 0):
+        """`start`: gradient steps before the online phase (= offline steps); `done`: online steps already taken."""
         f = self.f
-        env = self.task.make_env(f.seed)
-        obs, _ = env.reset(seed=f.seed)
-        start = int(state.step)
+        envs = [self.task.make_env(sr.seed) for sr in self.seeds]
+        obs = [env.reset(seed=sr.seed + done)[0] for env, sr in zip(envs, self.seeds)]
         total = start + f.online_steps
-        ep_return, ep_len, episodes, recent = 0.0, 0, 0, []
-        bar = tqdm(total=f.online_steps, desc='online', disable=not f.progress, unit='step', smoothing=0.1)
-        for i in range(f.online_steps):
+        ep_returns = [0.0] * self.n
+        bar = tqdm(total=f.online_steps, initial=done, desc='online', disable=not f.progress, unit='step')
+        for i in range(done, f.online_steps):
             step = start + i + 1
-            key = jax.random.fold_in(self.act_key, step)
-            action = np.asarray(self.learner.act(state.params, jnp.asarray(obs, jnp.float32)[None], key, 1.0))[0]
-            next_obs, reward, terminated, truncated, env_info = env.step(action)
-            transition = dict(
-                observations=obs, actions=action, rewards=self.task.transform_reward(float(reward)),
-                masks=1.0 - float(terminated), terminals=float(terminated or truncated), next_observations=next_obs)
-            state, buffer, info = self.learner.add_and_train(state, buffer, transition)
-            if float(info['finite']) < 1.0:
-                _check_finite(_host(info), step, 'online')
-            ep_return += float(reward)
-            ep_len += 1
-            if terminated or truncated:
-                episodes += 1
-                recent = (recent + [self.task.score(ep_return, env_info)])[-20:]
-                obs, _ = env.reset()
-                ep_return, ep_len = 0.0, 0
+            keys = [jax.random.fold_in(sr.act_key, step) for sr in self.seeds]
+            if self.n == 1:
+                actions = np.asarray(self.learner.act(state.params, jnp.asarray(obs[0], jnp.float32)[None], keys[0]))
             else:
-                obs = next_obs
+                o = jnp.asarray(np.stack(obs), jnp.float32)[:, None]
+                actions = np.asarray(self.learner.act_seeds(state.params, o, jnp.stack(keys)))[:, 0]
+            transitions, next_obs_list = [], []
+            for k, env in enumerate(envs):
+                action = actions[k]
+                next_obs, reward, terminated, truncated, env_info = env.step(action)
+                transitions.append(
+                    dict(
+                        observations=np.asarray(obs[k], np.float32),
+                        actions=np.asarray(action, np.float32),
+                        rewards=np.float32(self.task.transform_reward(float(reward))),
+                        masks=np.float32(1.0 - float(terminated)),
+                        terminals=np.float32(terminated or truncated),
+                        next_observations=np.asarray(next_obs, np.float32),
+                    )
+                )
+                ep_returns[k] += float(reward)
+                if terminated or truncated:
+                    self.online_counters['episodes'][k] += 1
+                    rec = self.online_counters['recent'][k]
+                    rec.append(self.task.score(ep_returns[k], env_info))
+                    del rec[:-20]
+                    next_obs, _ = env.reset()
+                    ep_returns[k] = 0.0
+                next_obs_list.append(next_obs)
+            obs = next_obs_list
+            if self.n == 1:
+                state, buffer, info = self.learner.add_and_train(state, buffer, transitions[0])
+                infos = [info]
+            else:
+                tr = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *transitions)
+                state, buffer, info = self.learner.add_and_train_seeds(state, buffer, tr)
+                infos = [_index(info, k) for k in range(self.n)]
+            for k, info in enumerate(infos):
+                if float(info['finite']) < 1.0:
+                    _check_finite(_host(info), step, 'online', f' (seed {self.seeds[k].seed})' if self.n > 1 else '')
             bar.update(1)
             if self._due(step - start, f.log_interval) or step == total:
-                info = _host(info)
-                extra = {'online/episodes': episodes, 'online/recent_score': float(np.mean(recent)) if recent else ''}
-                self.log_train(info, step, 'online', extra)
+                extra = [
+                    {
+                        'online/episodes': self.online_counters['episodes'][k],
+                        'online/recent_score': float(np.mean(r)) if (r := self.online_counters['recent'][k]) else '',
+                    }
+                    for k in range(self.n)
+                ]
+                self.log_train([_host(x) for x in infos], step, 'online', extra)
             if self._due(step - start, f.eval_interval) or step == total:
-                row = self.evaluate(state, step, 'online')
-                if row:
-                    bar.write(f'[online {step}] score {self.evals[-1][2]:.3f}')
+                self.evaluate(state, step, 'online')
             if self._due(step - start, f.save_interval) or step == total:
                 self.save(state, step, 'online', buffer)
         bar.close()
-        env.close()
+        for env in envs:
+            env.close()
         return state, buffer
 
-    def final_scores(self) -> dict:
+    def final_scores(self, k: int) -> dict:
         """FQL protocol: the mean of the last three evaluations (overall, and per phase)."""
-        out = {}
+        evals, out = self.seeds[k].evals, {}
         for phase in ('offline', 'online'):
-            s = [sc for _, ph, sc in self.evals if ph == phase]
+            s = [sc for _, ph, sc in evals if ph == phase]
             if s:
                 out[f'{phase}_score'] = float(np.mean(s[-3:]))
-        if self.evals:
-            out['final_score'] = float(np.mean([sc for _, _, sc in self.evals][-3:]))
+        if evals:
+            out['final_score'] = float(np.mean([sc for _, _, sc in evals][-3:]))
         return out
 
 
-def make_online_buffer(task, flags, config):
-    return buffer_lib.make_buffer(task.train_dataset, capacity=flags.buffer_size,
-                                  keep_offline=config.get('mix_offline', 0.0) > 0)
+# ---- the online buffer in checkpoints: only the rows written online (the offline rows come from the dataset) ------
+def buffer_rows(buffer: dict) -> dict:
+    buffer = jax.device_get(buffer)
+    cap = buffer['data']['observations'].shape[0]
+    size, num_offline, keep = int(buffer['size']), int(buffer['num_offline']), int(buffer['keep'])
+    lo = num_offline if size < cap else keep
+    hi = size if size < cap else cap
+    return {
+        'lo': lo,
+        'hi': hi,
+        'size': size,
+        'ptr': int(buffer['ptr']),
+        'rows': {k: np.asarray(v[lo:hi]) for k, v in buffer['data'].items()},
+    }
+
+
+def restore_buffer(buffer: dict, rows: dict) -> dict:
+    lo, hi = int(rows['lo']), int(rows['hi'])
+    data = {k: v.at[lo:hi].set(jnp.asarray(rows['rows'][k])) for k, v in buffer['data'].items()}
+    return dict(
+        buffer, data=data, size=jnp.asarray(int(rows['size']), jnp.int32), ptr=jnp.asarray(int(rows['ptr']), jnp.int32)
+    )
+
+
+def make_online_buffer(task, flags, config, n_seeds: int = 1):
+    buf = buffer_lib.make_buffer(
+        task.train_dataset, capacity=flags.buffer_size, keep_offline=config.get('mix_offline', 0.0) > 0
+    )
+    if n_seeds > 1:
+        buf = jax.tree_util.tree_map(lambda x: jnp.stack([x] * n_seeds), buf)
+    return buf

@@ -67,7 +67,9 @@ def test_aggregate_q_and_gaussian_log_prob():
     qs = np.random.default_rng(0).normal(size=(4, 7))
     np.testing.assert_allclose(aggregate_q(jnp.asarray(qs), 'mean'), qs.mean(0), rtol=1e-6)
     np.testing.assert_allclose(aggregate_q(jnp.asarray(qs), 'min'), qs.min(0), rtol=1e-6)
-    np.testing.assert_allclose(aggregate_q(jnp.asarray(qs), 'pessimistic', 0.5), qs.mean(0) - 0.5 * qs.std(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        aggregate_q(jnp.asarray(qs), 'pessimistic', 0.5), qs.mean(0) - 0.5 * qs.std(0), rtol=1e-5
+    )
     rng = np.random.default_rng(1)
     mu, ls, a = rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) * 0.3, rng.normal(size=(5, 3))
     ref = stats.multivariate_normal.logpdf
@@ -130,7 +132,10 @@ def test_rebrac_actor_delay_freezes_targets_on_critic_only_steps():
     s0 = learner.init(jax.random.PRNGKey(0))
     s1, _ = learner.train_steps(s0, buf, 1)  # step 0: full update, targets move
     s2, _ = learner.train_steps(s1, buf, 1)  # step 1: critic only, targets frozen
-    moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))  # noqa: E731
+    def moved(a, b):
+        return any(
+            not np.allclose(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        )  # noqa: E731
     assert moved(s0.target_params, s1.target_params)
     assert not moved(s1.target_params, s2.target_params)
 

@@ -15,7 +15,9 @@ TOY = ['--env_name=toy-8gaussians', '--eval_episodes=1', '--log_interval=20', '-
 
 @pytest.mark.parametrize('agent', ['iql', 'rebrac', 'fql'])
 def test_baseline_offline_then_online_on_toy(agent, tmp_path):
-    run_main([f'--agent={agent}', *TOY, '--offline_steps=60', '--online_steps=20', '--eval_interval=40', *TINY], tmp_path)
+    run_main(
+        [f'--agent={agent}', *TOY, '--offline_steps=60', '--online_steps=20', '--eval_interval=40', *TINY], tmp_path
+    )
     run = tmp_path / f'{agent}_toy-8gaussians_seed0'
     final = read_final(run)
     assert final['steps'] == 80 and final['agent'] == agent
@@ -36,7 +38,9 @@ def test_runs_are_deterministic_given_seed(tmp_path):
     run_main([*args, '--run_name=b'], tmp_path)
     fa, fb = read_final(tmp_path / 'a'), read_final(tmp_path / 'b')
     assert fa['final_score'] == fb['final_score']
-    np.testing.assert_array_equal(np.load(tmp_path / 'a' / 'policy_samples.npy'), np.load(tmp_path / 'b' / 'policy_samples.npy'))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / 'a' / 'policy_samples.npy'), np.load(tmp_path / 'b' / 'policy_samples.npy')
+    )
     ta = [{k: v for k, v in r.items() if k != 'time'} for r in csv.DictReader(open(tmp_path / 'a' / 'train.csv'))]
     tb = [{k: v for k, v in r.items() if k != 'time'} for r in csv.DictReader(open(tmp_path / 'b' / 'train.csv'))]
     assert ta == tb
@@ -46,9 +50,21 @@ def test_ogbench_round_trip_with_local_generation(tmp_path):
     """Missing dataset + no download -> generated locally with the real env and oracle, loaded by ogbench, trained,
     evaluated in the real environment (success rate)."""
     data = tmp_path / 'data'
-    proc = run_main(['--agent=iql', '--env_name=pointmaze-medium-navigate-singletask-task1-v0', f'--dataset_dir={data}',
-                     '--download=false', '--generate_episodes=2', '--offline_steps=20', '--online_steps=5',
-                     '--eval_interval=20', '--eval_episodes=1', *TINY], tmp_path)
+    proc = run_main(
+        [
+            '--agent=iql',
+            '--env_name=pointmaze-medium-navigate-singletask-task1-v0',
+            f'--dataset_dir={data}',
+            '--download=false',
+            '--generate_episodes=2',
+            '--offline_steps=20',
+            '--online_steps=5',
+            '--eval_interval=20',
+            '--eval_episodes=1',
+            *TINY,
+        ],
+        tmp_path,
+    )
     assert 'GENERATING IT LOCALLY' in proc.stderr
     assert (data / 'pointmaze-medium-navigate-v0.npz').exists()
     final = read_final(tmp_path / 'iql_pointmaze-medium-navigate-singletask-task1-v0_seed0')
@@ -77,9 +93,14 @@ def test_unknown_config_key_suggests_closest(tmp_path):
     assert '--agent.alpah' in err and "Did you mean 'alpha'" in err
 
 
-@pytest.mark.parametrize('bad, msg', [('--agent.alpha=-1', 'alpha must be positive'),
-                                      ('--agent.discount=1.5', 'discount must be in'),
-                                      ('--agent.batch_size=600000', 'larger than the dataset')])
+@pytest.mark.parametrize(
+    'bad, msg',
+    [
+        ('--agent.alpha=-1', 'alpha must be positive'),
+        ('--agent.discount=1.5', 'discount must be in'),
+        ('--agent.batch_size=600000', 'larger than the dataset'),
+    ],
+)
 def test_bad_hyperparameters(bad, msg, tmp_path):
     err = _err(['--agent=fql', '--env_name=toy-8gaussians', '--offline_steps=1', bad], tmp_path)
     assert msg in err
@@ -87,16 +108,30 @@ def test_bad_hyperparameters(bad, msg, tmp_path):
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path):
-    err = _err(['--agent=fql', '--env_name=antmaze-large-navigate-singletask-task1-v0', f'--dataset_dir={tmp_path}',
-                '--download=false'], tmp_path)
+    err = _err(
+        [
+            '--agent=fql',
+            '--env_name=antmaze-large-navigate-singletask-task1-v0',
+            f'--dataset_dir={tmp_path}',
+            '--download=false',
+        ],
+        tmp_path,
+    )
     assert 'antmaze-large-navigate-v0' in err and 'download' in err.lower() and 'expert' in err.lower()
 
 
 def test_corrupt_dataset_gets_a_message(tmp_path):
     (tmp_path / 'pointmaze-medium-navigate-v0.npz').write_bytes(b'not a zip file')
     (tmp_path / 'pointmaze-medium-navigate-v0-val.npz').write_bytes(b'not a zip file')
-    err = _err(['--agent=fql', '--env_name=pointmaze-medium-navigate-singletask-task1-v0', f'--dataset_dir={tmp_path}',
-                '--download=false'], tmp_path)
+    err = _err(
+        [
+            '--agent=fql',
+            '--env_name=pointmaze-medium-navigate-singletask-task1-v0',
+            f'--dataset_dir={tmp_path}',
+            '--download=false',
+        ],
+        tmp_path,
+    )
     assert 'truncated' in err and 'Traceback' not in err
 
 
@@ -110,8 +145,16 @@ def test_finished_run_is_never_overwritten(tmp_path):
 
 
 def test_non_finite_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
-    args = ['--agent=fql', *TOY, '--offline_steps=200', '--eval_interval=0', '--save_interval=20',
-            '--updates_per_call=10', '--agent.lr=1e12', *TINY]
+    args = [
+        '--agent=fql',
+        *TOY,
+        '--offline_steps=200',
+        '--eval_interval=0',
+        '--save_interval=20',
+        '--updates_per_call=10',
+        '--agent.lr=1e12',
+        *TINY,
+    ]
     err = _err(args, tmp_path, code=1)
     assert 'Non-finite loss' in err
     run = tmp_path / 'fql_toy-8gaussians_seed0'

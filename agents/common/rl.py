@@ -21,7 +21,9 @@ def critic_td_loss(learner, params, state, batch, next_actions):
     """TD regression of every critic head onto y = r + gamma * mask * agg_k Q_target_k(s', a'), a' from the policy
     (FQL Eq. (3); FAV Sec. 5.1). `next_actions` must already be computed without gradients."""
     cfg = learner.config
-    next_qs = learner.apply('critic', state.target_params, batch['next_observations'], jax.lax.stop_gradient(next_actions))
+    next_qs = learner.apply(
+        'critic', state.target_params, batch['next_observations'], jax.lax.stop_gradient(next_actions)
+    )
     next_q = aggregate_q(next_qs, cfg.q_agg, cfg.rho)
     target = batch['rewards'] + cfg.discount * batch['masks'] * next_q
     qs = learner.apply('critic', params, batch['observations'], batch['actions'])

@@ -134,10 +134,36 @@ class Learner:
         state, info = self._scan(state, buffer, 1)
         return state, buffer, info
 
+    # ---- several seeds in one program (--num_seeds): vmap over seed-indexed states, data shared --------------------
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def init_seeds(self, rngs: jax.Array) -> TrainState:
+        return jax.vmap(self.init)(rngs)
+
+    @functools.partial(jax.jit, static_argnums=(0, 3))
+    def train_steps_seeds(self, states: TrainState, buffer: dict, num_steps: int):
+        return jax.vmap(lambda s: self._scan(s, buffer, num_steps))(states)
+
+    @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
+    def add_and_train_seeds(self, states: TrainState, buffers: dict, transitions: dict):
+        def one(state, buffer, transition):
+            buffer = buffer_lib.add_transition(buffer, transition)
+            state, info = self._scan(state, buffer, 1)
+            return state, buffer, info
+
+        return jax.vmap(one)(states, buffers, transitions)
+
+    @functools.partial(jax.jit, static_argnums=(0, 5), static_argnames=('eval_kwargs',))
+    def act_seeds(
+        self, params: dict, observations: jax.Array, rngs: jax.Array, temperature: float = 1.0, eval_kwargs=()
+    ):
+        return jax.vmap(lambda p, o, r: self.act(p, o, r, temperature, eval_kwargs))(params, observations, rngs)
+
     # ---- acting ----------------------------------------------------------------------------------------------------
-    @functools.partial(jax.jit, static_argnums=(0,), static_argnames=('eval_kwargs',))
+    @functools.partial(jax.jit, static_argnums=(0, 5), static_argnames=('eval_kwargs',))
     def act(self, params: dict, observations: jax.Array, rng: jax.Array, temperature: float = 1.0, eval_kwargs=()):
         """Actions for a batch of observations. `eval_kwargs` is a hashable tuple of (key, value) pairs passed to
         the agent's sample_actions (e.g. VGF's test-time steps)."""
-        actions = self.agent.sample_actions(self, params, observations, rng, temperature=temperature, **dict(eval_kwargs))
+        actions = self.agent.sample_actions(
+            self, params, observations, rng, temperature=temperature, **dict(eval_kwargs)
+        )
         return jnp.clip(actions, -1.0, 1.0)

@@ -1,0 +1,172 @@
+"""Throughput benchmark: ms per gradient update at batch 256 with the paper networks (4 x 512 GELU), median of
+repeats after compilation, compile time, peak host / device memory; for --updates_per_call=1, the fused default, and
+--num_seeds=1,4,8 (ms per seed-update).
+
+    python scripts/benchmark.py                              # all agents, writes results/throughput.md
+    python scripts/benchmark.py --agents=fql,iql --repeats=5 --upc=1,20 --seeds=1 --no-write
+
+Each (agent, setting) runs in a fresh subprocess so compile time and peak memory are its own. Data: random
+transitions with the shapes of cube-single-play (observation 28, action 5); speed does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+DEFAULT_UPC = 20  # keep in sync with main.py --updates_per_call
+
+
+def worker(agent: str, upc: int, num_seeds: int, repeats: int, obs_dim: int, act_dim: int, steps_per_repeat: int):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import agents
+    from agents.common import buffer as buffer_lib
+    from agents.common.trainer import Learner
+
+    config = agents.get_config(agent)
+    mod = agents.get_agent(agent)
+    n = 100_000
+    rng = np.random.default_rng(0)
+    ds = dict(observations=rng.normal(size=(n, obs_dim)), actions=rng.uniform(-1, 1, (n, act_dim)),
+              rewards=-rng.uniform(size=n), masks=np.ones(n), terminals=(np.arange(n) % 1000 == 999),
+              next_observations=rng.normal(size=(n, obs_dim)))
+    ds = {k: np.asarray(v, np.float32) for k, v in ds.items()}
+    consts = mod.constants(config, ds) if hasattr(mod, 'constants') else {}
+    learner = Learner(mod, config, obs_dim, act_dim, consts)
+    buf = buffer_lib.make_buffer(ds)
+    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    if num_seeds == 1:
+        state = learner.init(keys[0])
+
+        def call(s):
+            return learner.train_steps(s, buf, upc)
+    else:
+        state = learner.init_seeds(keys)
+
+        def call(s):
+            return learner.train_steps_seeds(s, buf, upc)
+
+    calls = max(1, steps_per_repeat // upc)
+    t0 = time.perf_counter()
+    state, info = call(state)
+    jax.block_until_ready(info)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            state, info = call(state)
+        jax.block_until_ready((state, info))
+        times.append((time.perf_counter() - t0) / (calls * upc))
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if hasattr(dev, 'memory_stats') else None
+    peak_dev = (stats or {}).get('peak_bytes_in_use')
+    ms = 1000 * float(np.median(times))
+    out = dict(agent=agent, upc=upc, num_seeds=num_seeds, ms_per_update=ms, ms_per_seed_update=ms / num_seeds,
+               ms_all=[1000 * t for t in times], compile_s=compile_s, steps_timed=calls * upc,
+               peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               peak_device_mb=None if peak_dev is None else peak_dev / 2**20, device=str(dev.device_kind),
+               platform=dev.platform, finite=bool(float(jnp.min(info['finite'])) == 1.0))
+    print('RESULT ' + json.dumps(out))
+
+
+def machine_description() -> str:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            names = [ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    dev = jax.devices()[0]
+    return (f'{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {dev.platform} ({dev.device_kind}); '
+            f'Python {platform.python_version()}')
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--agents', default='iql,rebrac,fql,fav,fav_adaptive,qam,qam_fql,qam_edit,vgf')
+    p.add_argument('--upc', default=f'1,{DEFAULT_UPC}', help='updates_per_call values (num_seeds=1)')
+    p.add_argument('--seeds', default='1,4,8', help='num_seeds values (with the default updates_per_call)')
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--steps_per_repeat', type=int, default=40, help='gradient steps timed per repeat')
+    p.add_argument('--obs_dim', type=int, default=28)
+    p.add_argument('--act_dim', type=int, default=5)
+    p.add_argument('--out', default=os.path.join(ROOT, 'results', 'throughput.md'))
+    p.add_argument('--title', default=None, help='table title (default: the device)')
+    p.add_argument('--append', action='store_true', help='append the table to --out instead of replacing it')
+    p.add_argument('--no-write', dest='write', action='store_false')
+    p.add_argument('--worker', nargs=3, metavar=('AGENT', 'UPC', 'SEEDS'), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        worker(a.worker[0], int(a.worker[1]), int(a.worker[2]), a.repeats, a.obs_dim, a.act_dim, a.steps_per_repeat)
+        return
+
+    import agents
+
+    names = [x for x in a.agents.split(',') if x]
+    for name in names:
+        agents.check_name(name)
+    settings = [(int(u), 1) for u in a.upc.split(',') if u]
+    settings += [(DEFAULT_UPC, int(s)) for s in a.seeds.split(',') if s and int(s) > 1]
+    rows = []
+    for name in names:
+        for upc, seeds in settings:
+            cmd = [sys.executable, os.path.abspath(__file__), '--worker', name, str(upc), str(seeds),
+                   f'--repeats={a.repeats}', f'--steps_per_repeat={a.steps_per_repeat}', f'--obs_dim={a.obs_dim}',
+                   f'--act_dim={a.act_dim}']
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+            if proc.returncode != 0 or not line:
+                print(f'{name} upc={upc} seeds={seeds}: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)
+                continue
+            r = json.loads(line[0][7:])
+            rows.append(r)
+            print(f"{name:13s} upc={upc:3d} seeds={seeds}  {r['ms_per_update']:8.2f} ms/update  "
+                  f"{r['ms_per_seed_update']:8.2f} ms/seed-update  compile {r['compile_s']:.1f}s  "
+                  f"host {r['peak_host_mb']:.0f} MB", flush=True)
+    desc = machine_description()
+    table = [f'## {a.title or desc}', '',
+             f'Machine: {desc}. Batch 256, paper networks (4 x 512 GELU, 2-head LayerNorm critic unless the agent '
+             f'config says otherwise), observation {a.obs_dim}, action {a.act_dim}; median of {a.repeats} repeats of '
+             f'{a.steps_per_repeat} gradient steps after compilation.', '',
+             f'Command: `python scripts/benchmark.py --agents={a.agents} --upc={a.upc} --seeds={a.seeds} '
+             f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}`', '',
+             '| agent | updates/call | seeds | ms / update | ms / seed-update | compile (s) | peak host (MB) | '
+             'peak device (MB) |', '|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        dev = '-' if r['peak_device_mb'] is None else f"{r['peak_device_mb']:.0f}"
+        table.append(f"| {r['agent']} | {r['upc']} | {r['num_seeds']} | {r['ms_per_update']:.2f} | "
+                     f"{r['ms_per_seed_update']:.2f} | {r['compile_s']:.1f} | {r['peak_host_mb']:.0f} | {dev} |")
+    text = '\n'.join(table) + '\n'
+    print('\n' + text)
+    if a.write:
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        header = '# Throughput\n\nMade by `scripts/benchmark.py`.\n\n'
+        if a.append and os.path.exists(a.out):
+            with open(a.out) as f:
+                old = f.read()
+            text = old.rstrip('\n') + '\n\n' + text
+        else:
+            text = header + text
+        with open(a.out, 'w') as f:
+            f.write(text)
+
+
+if __name__ == '__main__':
+    main()
