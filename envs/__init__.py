@@ -16,6 +16,20 @@ def valid_names_help() -> str:
     )
 
 
+def known_names() -> list[str]:
+    """Names with published hyperparameters or generatable data, for suggestions (not an exhaustive whitelist)."""
+    from configs.presets import read_table
+    from envs.d4rl import D4RL_NAMES
+    from envs.ogbench_gen import GENERATABLE
+
+    names = set(TOY_NAMES) | set(D4RL_NAMES) | {r['task'] for r in read_table('fav_table6_hyperparameters.csv')}
+    for ds in GENERATABLE:  # e.g. pointmaze-medium-navigate-v0 -> pointmaze-medium-navigate-singletask-task1-v0
+        names |= {ds.replace('-v0', f'-singletask-task{i}-v0') for i in range(1, 6)} | {
+            ds.replace('-v0', '-singletask-v0')
+        }
+    return sorted(names)
+
+
 def make_task(
     env_name: str,
     seed: int = 0,
@@ -33,6 +47,8 @@ def make_task(
     from envs import ogbench_env
 
     if ogbench_env.is_ogbench_name(env_name):
+        if not ogbench_env.is_registered(env_name):
+            raise unknown_env_error(env_name)
         return ogbench_env.make_ogbench_task(
             env_name,
             dataset_dir or ogbench_env.DEFAULT_DATASET_DIR,
@@ -46,4 +62,12 @@ def make_task(
         return d4rl.make_minari_task(env_name)
     if d4rl.is_d4rl_name(env_name):
         return d4rl.make_d4rl_task(env_name, dataset_path=dataset_path)
-    raise ValueError(f'Unknown environment {env_name!r}. Valid: {valid_names_help()}.')
+    raise unknown_env_error(env_name)
+
+
+def unknown_env_error(env_name: str) -> ValueError:
+    from agents import closest
+
+    return ValueError(
+        f'Unknown environment {env_name!r}.{closest(env_name, known_names())} Valid: {valid_names_help()}.'
+    )

@@ -23,6 +23,17 @@ def is_ogbench_name(name: str) -> bool:
     return name.split('-')[0] in OGBENCH_FAMILIES and '-singletask' in name
 
 
+def is_registered(env_name: str) -> bool:
+    """Whether ogbench registers the environment of this single-task dataset name (e.g. cube-single-play-singletask-
+    task2-v0 -> cube-single-singletask-task2-v0), i.e. the name is a real OGBench task."""
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the environments)
+
+    splits = env_name.split('-')
+    pos = splits.index('singletask')
+    return '-'.join(splits[: pos - 1] + splits[pos:]) in gymnasium.registry
+
+
 def _paths(dataset_dir: str, dataset_name: str) -> tuple[str, str]:
     d = os.path.expanduser(dataset_dir)
     return os.path.join(d, f'{dataset_name}.npz'), os.path.join(d, f'{dataset_name}-val.npz')

@@ -39,9 +39,14 @@ def worker(agent: str, upc: int, num_seeds: int, repeats: int, obs_dim: int, act
     mod = agents.get_agent(agent)
     n = 100_000
     rng = np.random.default_rng(0)
-    ds = dict(observations=rng.normal(size=(n, obs_dim)), actions=rng.uniform(-1, 1, (n, act_dim)),
-              rewards=-rng.uniform(size=n), masks=np.ones(n), terminals=(np.arange(n) % 1000 == 999),
-              next_observations=rng.normal(size=(n, obs_dim)))
+    ds = dict(
+        observations=rng.normal(size=(n, obs_dim)),
+        actions=rng.uniform(-1, 1, (n, act_dim)),
+        rewards=-rng.uniform(size=n),
+        masks=np.ones(n),
+        terminals=(np.arange(n) % 1000 == 999),
+        next_observations=rng.normal(size=(n, obs_dim)),
+    )
     ds = {k: np.asarray(v, np.float32) for k, v in ds.items()}
     consts = mod.constants(config, ds) if hasattr(mod, 'constants') else {}
     learner = Learner(mod, config, obs_dim, act_dim, consts)
@@ -74,11 +79,21 @@ def worker(agent: str, upc: int, num_seeds: int, repeats: int, obs_dim: int, act
     stats = dev.memory_stats() if hasattr(dev, 'memory_stats') else None
     peak_dev = (stats or {}).get('peak_bytes_in_use')
     ms = 1000 * float(np.median(times))
-    out = dict(agent=agent, upc=upc, num_seeds=num_seeds, ms_per_update=ms, ms_per_seed_update=ms / num_seeds,
-               ms_all=[1000 * t for t in times], compile_s=compile_s, steps_timed=calls * upc,
-               peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               peak_device_mb=None if peak_dev is None else peak_dev / 2**20, device=str(dev.device_kind),
-               platform=dev.platform, finite=bool(float(jnp.min(info['finite'])) == 1.0))
+    out = dict(
+        agent=agent,
+        upc=upc,
+        num_seeds=num_seeds,
+        ms_per_update=ms,
+        ms_per_seed_update=ms / num_seeds,
+        ms_all=[1000 * t for t in times],
+        compile_s=compile_s,
+        steps_timed=calls * upc,
+        peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_device_mb=None if peak_dev is None else peak_dev / 2**20,
+        device=str(dev.device_kind),
+        platform=dev.platform,
+        finite=bool(float(jnp.min(info['finite'])) == 1.0),
+    )
     print('RESULT ' + json.dumps(out))
 
 
@@ -94,8 +109,10 @@ def machine_description() -> str:
     except OSError:
         pass
     dev = jax.devices()[0]
-    return (f'{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {dev.platform} ({dev.device_kind}); '
-            f'Python {platform.python_version()}')
+    return (
+        f'{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {dev.platform} ({dev.device_kind}); '
+        f'Python {platform.python_version()}'
+    )
 
 
 def main():
@@ -127,9 +144,18 @@ def main():
     rows = []
     for name in names:
         for upc, seeds in settings:
-            cmd = [sys.executable, os.path.abspath(__file__), '--worker', name, str(upc), str(seeds),
-                   f'--repeats={a.repeats}', f'--steps_per_repeat={a.steps_per_repeat}', f'--obs_dim={a.obs_dim}',
-                   f'--act_dim={a.act_dim}']
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                '--worker',
+                name,
+                str(upc),
+                str(seeds),
+                f'--repeats={a.repeats}',
+                f'--steps_per_repeat={a.steps_per_repeat}',
+                f'--obs_dim={a.obs_dim}',
+                f'--act_dim={a.act_dim}',
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
             if proc.returncode != 0 or not line:
@@ -137,22 +163,33 @@ def main():
                 continue
             r = json.loads(line[0][7:])
             rows.append(r)
-            print(f"{name:13s} upc={upc:3d} seeds={seeds}  {r['ms_per_update']:8.2f} ms/update  "
-                  f"{r['ms_per_seed_update']:8.2f} ms/seed-update  compile {r['compile_s']:.1f}s  "
-                  f"host {r['peak_host_mb']:.0f} MB", flush=True)
+            print(
+                f'{name:13s} upc={upc:3d} seeds={seeds}  {r["ms_per_update"]:8.2f} ms/update  '
+                f'{r["ms_per_seed_update"]:8.2f} ms/seed-update  compile {r["compile_s"]:.1f}s  '
+                f'host {r["peak_host_mb"]:.0f} MB',
+                flush=True,
+            )
     desc = machine_description()
-    table = [f'## {a.title or desc}', '',
-             f'Machine: {desc}. Batch 256, paper networks (4 x 512 GELU, 2-head LayerNorm critic unless the agent '
-             f'config says otherwise), observation {a.obs_dim}, action {a.act_dim}; median of {a.repeats} repeats of '
-             f'{a.steps_per_repeat} gradient steps after compilation.', '',
-             f'Command: `python scripts/benchmark.py --agents={a.agents} --upc={a.upc} --seeds={a.seeds} '
-             f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}`', '',
-             '| agent | updates/call | seeds | ms / update | ms / seed-update | compile (s) | peak host (MB) | '
-             'peak device (MB) |', '|---|---|---|---|---|---|---|---|']
+    table = [
+        f'## {a.title or desc}',
+        '',
+        f'Machine: {desc}. Batch 256, paper networks (4 x 512 GELU, 2-head LayerNorm critic unless the agent '
+        f'config says otherwise), observation {a.obs_dim}, action {a.act_dim}; median of {a.repeats} repeats of '
+        f'{a.steps_per_repeat} gradient steps after compilation.',
+        '',
+        f'Command: `python scripts/benchmark.py --agents={a.agents} --upc={a.upc} --seeds={a.seeds} '
+        f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}`',
+        '',
+        '| agent | updates/call | seeds | ms / update | ms / seed-update | compile (s) | peak host (MB) | '
+        'peak device (MB) |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
     for r in rows:
-        dev = '-' if r['peak_device_mb'] is None else f"{r['peak_device_mb']:.0f}"
-        table.append(f"| {r['agent']} | {r['upc']} | {r['num_seeds']} | {r['ms_per_update']:.2f} | "
-                     f"{r['ms_per_seed_update']:.2f} | {r['compile_s']:.1f} | {r['peak_host_mb']:.0f} | {dev} |")
+        dev = '-' if r['peak_device_mb'] is None else f'{r["peak_device_mb"]:.0f}'
+        table.append(
+            f'| {r["agent"]} | {r["upc"]} | {r["num_seeds"]} | {r["ms_per_update"]:.2f} | '
+            f'{r["ms_per_seed_update"]:.2f} | {r["compile_s"]:.1f} | {r["peak_host_mb"]:.0f} | {dev} |'
+        )
     text = '\n'.join(table) + '\n'
     print('\n' + text)
     if a.write:

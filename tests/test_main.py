@@ -84,8 +84,9 @@ def test_unknown_agent_lists_valid_ones(tmp_path):
 
 
 def test_unknown_env_lists_valid_ones(tmp_path):
-    err = _err(['--agent=fql', '--env_name=cube-singel-play-v0', '--offline_steps=1'], tmp_path)
+    err = _err(['--agent=fql', '--env_name=cube-singel-play-singletask-task2-v0', '--offline_steps=1'], tmp_path)
     assert 'Unknown environment' in err and 'toy-8gaussians' in err and 'D4RL' in err
+    assert "Did you mean 'cube-single-play-singletask-task2-v0'" in err
 
 
 def test_unknown_config_key_suggests_closest(tmp_path):
@@ -123,6 +124,26 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
 def test_corrupt_dataset_gets_a_message(tmp_path):
     (tmp_path / 'pointmaze-medium-navigate-v0.npz').write_bytes(b'not a zip file')
     (tmp_path / 'pointmaze-medium-navigate-v0-val.npz').write_bytes(b'not a zip file')
+    err = _err(
+        [
+            '--agent=fql',
+            '--env_name=pointmaze-medium-navigate-singletask-task1-v0',
+            f'--dataset_dir={tmp_path}',
+            '--download=false',
+        ],
+        tmp_path,
+    )
+    assert 'truncated' in err and 'Traceback' not in err
+
+
+def test_truncated_dataset_gets_a_message(tmp_path):
+    from envs.ogbench_gen import generate_dataset
+
+    train, val = generate_dataset(
+        'pointmaze-medium-navigate-v0', str(tmp_path), num_episodes=2, episode_length=50, progress=False
+    )
+    data = open(train, 'rb').read()
+    open(train, 'wb').write(data[: len(data) // 2])
     err = _err(
         [
             '--agent=fql',
