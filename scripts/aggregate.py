@@ -21,24 +21,23 @@ task). Published numbers are read from results/reference/ (see its README) and j
 
 from __future__ import annotations
 
+import argparse
+import collections
+import csv
+import dataclasses
+import datetime
+import json
+import math
 import os
+import re
+import shlex
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
+if ROOT not in sys.path:  # runnable as `python scripts/...py` from anywhere
     sys.path.insert(0, ROOT)
-
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import csv  # noqa: E402
-import dataclasses  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 N_BOOT = 10_000
 CI_LEVEL = 0.95
@@ -148,7 +147,7 @@ PROTOCOLS = (
         1000 * K,
     ),
 )
-REDUCED_RULE = 'score = mean of the last three evaluations{phase} (the protocol steps do not exist at this budget)'
+REDUCED_RULE = 'score = mean of the last three evaluations{phase} (the FQL rule for runs without the protocol steps)'
 
 
 @dataclasses.dataclass
@@ -191,6 +190,13 @@ def classify(r: RunData) -> tuple[Protocol | None, tuple]:
         if int(f.get('eval_episodes', 0)) < MIN_EVAL_EPISODES:
             why.append(f'eval_episodes={f.get("eval_episodes")} (protocol {MIN_EVAL_EPISODES})')
         missing = [s for s in p.steps if s not in offline]
+        if p.online_steps:  # the evaluations at the end of each phase
+            ends = {(s, ph) for s, ph, _ in r.evals}
+            missing = [
+                s
+                for s, ph in ((p.offline_steps, 'offline'), (p.offline_steps + p.online_steps, 'online'))
+                if (s, ph) not in ends
+            ]
         if missing and not why:
             why.append(f'no evaluation at steps {missing} (eval_interval={f.get("eval_interval")})')
         if not why:
@@ -201,7 +207,7 @@ def classify(r: RunData) -> tuple[Protocol | None, tuple]:
     return None, tuple(reasons)
 
 
-def protocol_scores(evals, protocol: Protocol | None, o2o: bool, offline_steps: int) -> dict:
+def protocol_scores(evals, protocol: Protocol | None, o2o: bool) -> dict:
     """{metric: score}: offline tables have 'score'; offline-to-online tables 'offline' and 'online'."""
     by_phase = collections.defaultdict(list)
     for step, phase, score in evals:
@@ -218,9 +224,8 @@ def protocol_scores(evals, protocol: Protocol | None, o2o: bool, offline_steps: 
         return {'score': float(np.mean([at[s] for s in protocol.steps]))}
     if protocol is None:
         return {'offline': last3('offline'), 'online': last3('online')}
-    off = dict(by_phase['offline'])
-    on = by_phase['online']
-    return {'offline': off.get(offline_steps, math.nan), 'online': on[-1][1] if on else math.nan}
+    off, on = dict(by_phase['offline']), dict(by_phase['online'])
+    return {'offline': off[protocol.offline_steps], 'online': on[protocol.offline_steps + protocol.online_steps]}
 
 
 # ---- reading runs ---------------------------------------------------------------------------------------------------
@@ -281,7 +286,7 @@ def load_run(path: str) -> tuple[RunData | None, str]:
         wall_time=final.get('wall_time_s'),
     )
     r.protocol, r.reasons = classify(r)
-    r.scores = protocol_scores(r.evals, r.protocol, r.o2o, int(flags.get('offline_steps', 0)))
+    r.scores = protocol_scores(r.evals, r.protocol, r.o2o)
     return r, ''
 
 
@@ -551,7 +556,7 @@ def table_title(t: Table) -> str:
         return next(p.title for p in PROTOCOLS if p.key == t.key[1])
     _, kind, off, on, interval, episodes, gen = t.key
     budget = f'offline_steps={off}, online_steps={on}, eval_interval={interval}, eval_episodes={episodes}, ' + (
-        f'generate_episodes={gen} (smaller dataset generated locally)' if gen is not None else 'official-size data'
+        f'generate_episodes={gen} (smaller dataset generated locally)' if gen is not None else 'no --generate_episodes'
     )
     rule = REDUCED_RULE.format(phase=' of each phase' if kind == 'o2o' else ' of the offline phase')
     return (

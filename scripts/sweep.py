@@ -11,14 +11,20 @@ A sweep file is a small Python (or JSON) file defining SWEEP, a dict or a list o
     )
     SAVE_DIR = 'runs/my_sweep'                       # optional (default runs/<file stem>)
 
+(a list of such dicts runs each sub-sweep with its own grid and flags; a .json file holds the same dict or list, or
+{"sweep": ..., "save_dir": ..., "name": ...}). Flags and grid keys are main.py flags (`offline_steps`) or agent
+hyperparameters (`agent.alpha`); agents, keys, flags and --preset=paper availability are checked before launching.
+
 or inline, without a file:
 
     python scripts/sweep.py --agents=fql,iql --envs=toy-8gaussians --seeds=3 --grid agent.alpha=1,3 \
         --name=alpha_sweep -- --offline_steps=10000 --preset=paper
 
-Run names are deterministic: {agent}_{env}[_{key}{value}...]_seed{seed} (grid keys without their `agent.` prefix).
-Every run gets --save_dir and --run_name; runs whose status.json says finished are skipped, runs that exist but are
-unfinished (interrupted, failed) are continued with main.py --resume.
+Run names are deterministic: {agent}_{env}[_{key}{value}...]_seed{seed} (grid keys without their `agent.` prefix;
+without a grid this is main.py's default name). Every run gets --save_dir and --run_name; runs whose status.json
+says finished are skipped, runs that exist but are unfinished (interrupted, failed) continue with main.py --resume.
+With --num_seeds=N, consecutive seeds of one configuration share one main.py process (vmapped, main.py --num_seeds);
+the run directories are the same.
 
     python scripts/sweep.py SWEEP_FILE                  # dry run: what would run (same as --list)
     python scripts/sweep.py SWEEP_FILE --list --all     # every command, finished ones as comments
@@ -31,28 +37,27 @@ Logs, the SLURM array script and its commands file live in <save_dir>/_sweeps/<n
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import datetime
+import functools
+import itertools
+import json
 import os
+import re
+import shlex
+import signal
+import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
+if ROOT not in sys.path:  # runnable as `python scripts/...py` from anywhere
     sys.path.insert(0, ROOT)
-
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import datetime  # noqa: E402
-import functools  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 
 SWEEP_KEYS = ('agents', 'envs', 'seeds', 'grid', 'flags')
 # Flags the sweep sets itself; a sweep may not set them in `flags` or `grid`.
-RESERVED_FLAGS = ('agent', 'env_name', 'seed', 'save_dir', 'run_name', 'resume', 'overwrite')
+RESERVED_FLAGS = ('agent', 'env_name', 'seed', 'save_dir', 'run_name', 'resume', 'overwrite', 'num_seeds')
 MAIN = 'main.py'
 
 
@@ -69,6 +74,7 @@ class Run:
     seed: int
     argv: list[str]  # main.py arguments without --resume / --overwrite
     save_dir: str  # as passed to main.py (relative to ROOT, or absolute)
+    base: str = ''  # the name without _seed{seed} (main.py --num_seeds names its directories {base}_seed{seed})
     state: str = 'new'  # 'new' | 'unfinished' | 'finished'
     mismatch: str = ''  # for finished runs: how the recorded command differs from this one
 
@@ -148,7 +154,7 @@ def name_value(v) -> str:
 def run_name(agent: str, env: str, seed: int, grid_point: dict) -> str:
     parts = [agent, env.replace('/', '_')]
     parts += [f'{k.split(".")[-1]}{name_value(v)}' for k, v in grid_point.items()]
-    return '_'.join(parts) + f'_seed{seed}'
+    return '_'.join(parts) + f'_seed{seed}'  # main.py's own default name when there is no grid
 
 
 def expand(subs: list[dict], save_dir: str) -> list[Run]:
@@ -187,7 +193,7 @@ def expand(subs: list[dict], save_dir: str) -> list[Run]:
                             f'{shlex.join(argv)}\nMake the grid values distinct.'
                         )
                     seen[name] = shlex.join(argv)
-                    runs.append(Run(name, agent, env, seed, argv, save_dir))
+                    runs.append(Run(name, agent, env, seed, argv, save_dir, name.removesuffix(f'_seed{seed}')))
     return runs
 
 
@@ -233,10 +239,26 @@ def validate(runs: list[Run]) -> None:
         if (r.agent, None) not in checked:
             checked.add((r.agent, None))
             agents.check_name(r.agent)
+    # --preset=paper: every (agent, task) must have paper values (main.py would fail at start-up otherwise)
+    bad = {}
+    for r in runs:
+        if '--preset=paper' in r.argv and (r.agent, r.env) not in bad:
+            mod = agents.get_agent(r.agent)
+            try:
+                if not hasattr(mod, 'paper_preset'):
+                    raise ValueError(f'Agent {r.agent!r} has no paper preset.')
+                mod.paper_preset(r.env)
+                bad[(r.agent, r.env)] = None
+            except ValueError as e:
+                bad[(r.agent, r.env)] = str(e)
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        lines = [f'  {a} on {e}: {msg[:200]}' for (a, e), msg in list(bad.items())[:10]]
+        raise SweepError(f'--preset=paper is not available for {len(bad)} agent/task pair(s):\n' + '\n'.join(lines))
 
 
 # ---- state of the runs on disk --------------------------------------------------------------------------------------
-_IGNORED_IN_COMPARISON = ('resume', 'overwrite', 'progress', 'save_dir')
+_IGNORED_IN_COMPARISON = ('resume', 'overwrite', 'progress', 'save_dir', 'seed', 'num_seeds', 'run_name')
 
 
 def _normalized(argv: list[str]) -> list[str]:
@@ -269,20 +291,61 @@ def refresh_states(runs: list[Run]) -> None:
                 r.mismatch = f'recorded {sorted(got - want)} vs sweep {sorted(want - got)}'
 
 
-def command(r: Run, python: str, resume: bool, restart_unfinished: bool = False) -> list[str]:
-    """The main.py command of a run. With main.py --resume available every command carries it (a re-submitted or
+@dataclasses.dataclass
+class Job:
+    """One main.py process: one run, or several consecutive seeds of one configuration (main.py --num_seeds)."""
+
+    runs: list[Run]
+
+    @property
+    def name(self) -> str:
+        r = self.runs
+        return r[0].name if len(r) == 1 else f'{r[0].base}_seed{r[0].seed}-{r[-1].seed}'
+
+    @property
+    def state(self) -> str:
+        return 'unfinished' if any(r.state == 'unfinished' for r in self.runs) else 'new'
+
+    def argv(self) -> list[str]:
+        r = self.runs
+        if len(r) == 1:
+            return list(r[0].argv)
+        argv = [a for a in r[0].argv if not a.startswith('--run_name=')]
+        return argv + [f'--num_seeds={len(r)}', f'--run_name={r[0].base}']
+
+
+def make_jobs(runs: list[Run], num_seeds: int) -> list[Job]:
+    """Group the runs still to do into jobs of at most `num_seeds` consecutive seeds of one configuration."""
+    jobs, by_base = [], {}
+    for r in runs:
+        by_base.setdefault(r.base, []).append(r)
+    for rs in by_base.values():
+        rs = sorted(rs, key=lambda r: r.seed)
+        cur = [rs[0]]
+        for r in rs[1:]:
+            if len(cur) < num_seeds and r.seed == cur[-1].seed + 1:
+                cur.append(r)
+            else:
+                jobs.append(Job(cur))
+                cur = [r]
+        jobs.append(Job(cur))
+    return jobs
+
+
+def command(job: Job, python: str, resume: bool, restart_unfinished: bool = False) -> list[str]:
+    """The main.py command of a job. With main.py --resume available every command carries it (a re-submitted or
     requeued job then continues instead of failing on the existing directory)."""
     extra = []
-    if r.state == 'unfinished' and restart_unfinished:
-        extra = ['--overwrite']
+    if job.state == 'unfinished' and restart_unfinished:
+        extra = ['--overwrite']  # deletes only unfinished directories: finished runs are never in a job
     elif resume:
         extra = ['--resume']
-    elif r.state == 'unfinished':
+    elif job.state == 'unfinished':
         raise SweepError(
-            f'{r.path} exists but is unfinished and this main.py has no --resume flag; re-run with '
+            f'{job.runs[0].path} exists but is unfinished and this main.py has no --resume flag; re-run with '
             '--restart_unfinished to delete and restart unfinished runs.'
         )
-    return [python, MAIN, *r.argv, *extra]
+    return [python, MAIN, *job.argv(), *extra]
 
 
 def summary(runs: list[Run]) -> str:
@@ -294,12 +357,13 @@ def summary(runs: list[Run]) -> str:
 
 
 # ---- local runner ---------------------------------------------------------------------------------------------------
-def _dataset_key(r: Run) -> tuple | None:
+def _dataset_key(job: Job) -> tuple | None:
     """(dataset dir, dataset name) of an OGBench run whose dataset files are missing, else None. Runs sharing a
     missing dataset are started one at a time, so the dataset is generated (or downloaded) once."""
     from envs.ogbench_env import DEFAULT_DATASET_DIR, _paths, is_ogbench_name
     from envs.ogbench_gen import dataset_name_for
 
+    r = job.runs[0]
     if not is_ogbench_name(r.env):
         return None
     d = DEFAULT_DATASET_DIR
@@ -313,12 +377,12 @@ def _dataset_key(r: Run) -> tuple | None:
     return d, name
 
 
-def run_local(runs: list[Run], cmds: list[list[str]], workers: int, log_dir: str, out=sys.stderr) -> int:
-    """Run the commands with at most `workers` at a time; one log file per run; exit code 1 if any failed."""
+def run_local(jobs: list[Job], cmds: list[list[str]], workers: int, log_dir: str, out=sys.stderr) -> int:
+    """Run the commands with at most `workers` at a time; one log file per job; exit code 1 if any failed."""
     os.makedirs(log_dir, exist_ok=True)
-    todo = list(zip(runs, cmds))
+    todo = list(zip(jobs, cmds))
     total, done, failed = len(todo), [], []
-    running = {}  # Popen -> (run, log file, start time)
+    running = {}  # Popen -> (job, log file, start time)
     t_start = time.time()
 
     def say(msg):
@@ -333,7 +397,7 @@ def run_local(runs: list[Run], cmds: list[list[str]], workers: int, log_dir: str
                 log = open(os.path.join(log_dir, f'{r.name}.log'), 'a')
                 log.write(f'=== {datetime.datetime.now().isoformat(timespec="seconds")} {shlex.join(cmd)}\n')
                 log.flush()
-                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
                 running[proc] = (r, log, time.time())
                 say(f'started {r.name} ({"resume" if r.state == "unfinished" else "new"}, pid {proc.pid})')
                 return True
@@ -343,7 +407,7 @@ def run_local(runs: list[Run], cmds: list[list[str]], workers: int, log_dir: str
         r, log, t0 = running.pop(proc)
         log.close()
         rc = proc.returncode
-        ok = rc == 0 and run_state(r.path) == 'finished'
+        ok = rc == 0 and all(run_state(x.path) == 'finished' for x in r.runs)
         (done if ok else failed).append(r)
         msg = f'[{len(done) + len(failed)}/{total}] {"ok    " if ok else "FAILED"} {r.name} ({time.time() - t0:.0f}s)'
         if not ok:
@@ -382,7 +446,13 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _stop(procs, grace: float = 60.0) -> None:
+def _default_sigint():
+    """In the child: Ctrl-C / SIGINT interrupts main.py even when the sweep was started in the background (where
+    SIGINT is ignored and the ignore is inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _stop(procs, grace: float = 30.0) -> None:
     """SIGINT the runs we started (by pid), then SIGTERM / SIGKILL whatever is still alive after `grace` s."""
     for p in procs:
         if p.poll() is None:
@@ -453,12 +523,12 @@ exit $rc
 """
 
 
-def write_slurm(runs, cmds, sweep_dir, name, args, note) -> str:
+def write_slurm(jobs, cmds, sweep_dir, name, args, note) -> str:
     os.makedirs(os.path.join(sweep_dir, 'logs'), exist_ok=True)
     with open(os.path.join(sweep_dir, 'slurm_commands.txt'), 'w') as f:
         f.writelines(shlex.join(c) + '\n' for c in cmds)
     with open(os.path.join(sweep_dir, 'slurm_run_names.txt'), 'w') as f:
-        f.writelines(r.name + '\n' for r in runs)
+        f.writelines(j.name + '\n' for j in jobs)
     path = os.path.join(sweep_dir, 'slurm_array.sh')
     with open(path, 'w') as f:
         f.write(slurm_script(name, sweep_dir, len(cmds), args, note))
@@ -529,6 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--runner', choices=('local', 'slurm'), help='Run locally, or write a SLURM array script.')
     p.add_argument('--workers', type=int, default=1, help='Local runner: runs in parallel.')
     p.add_argument('--python', default=sys.executable, help='Python interpreter for main.py (default: this one).')
+    p.add_argument(
+        '--num_seeds',
+        type=int,
+        default=1,
+        help='Seeds per main.py process (vmapped, main.py --num_seeds): consecutive seeds of one configuration share '
+        'a process; run directories are the same as with one process per seed.',
+    )
     p.add_argument(
         '--restart_unfinished',
         action='store_true',
@@ -609,14 +686,17 @@ def main(argv=None) -> int:
             validate(runs)
         refresh_states(runs)
         resume = resume_supported()
+        if args.num_seeds < 1:
+            raise SweepError('--num_seeds must be >= 1.')
         pending = [r for r in runs if r.state != 'finished']
-        cmds = [command(r, args.python, resume, args.restart_unfinished) for r in pending]
-        cmd_of = {r.name: c for r, c in zip(pending, cmds)}
+        jobs = make_jobs(pending, args.num_seeds)
+        cmds = [command(j, args.python, resume, args.restart_unfinished) for j in jobs]
     except (SweepError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     sweep_dir = os.path.join(ROOT, save_dir, '_sweeps', name)
-    print(f'[sweep] {name}: {summary(runs)}; run directories in {save_dir}', file=sys.stderr)
+    per = f' in {len(jobs)} processes of up to {args.num_seeds} seeds' if args.num_seeds > 1 else ''
+    print(f'[sweep] {name}: {summary(runs)}{per}; run directories in {save_dir}', file=sys.stderr)
     mism = [r for r in runs if r.mismatch]
     if mism:
         print(
@@ -630,14 +710,14 @@ def main(argv=None) -> int:
         print('[sweep] note: this main.py has no --resume flag; commands are given without it.', file=sys.stderr)
 
     if args.list or not args.runner:
-        for r in runs:
-            if r.state == 'finished':
-                if args.all:
+        if args.all:
+            for r in runs:
+                if r.state == 'finished':
                     print(f'# finished: {shlex.join([args.python, MAIN, *r.argv])}')
-            else:
-                print(shlex.join(cmd_of[r.name]))
+        for c in cmds:
+            print(shlex.join(c))
         return 0
-    if not pending:
+    if not jobs:
         print('[sweep] nothing to do: every run is finished.', file=sys.stderr)
         return 0
     if args.runner == 'local':
@@ -645,17 +725,17 @@ def main(argv=None) -> int:
             print('error: --workers must be >= 1.', file=sys.stderr)
             return 2
         print(
-            f'[sweep] running {len(pending)} run(s), {args.workers} at a time; logs in {sweep_dir}/logs/',
+            f'[sweep] running {len(jobs)} process(es), {args.workers} at a time; logs in {sweep_dir}/logs/',
             file=sys.stderr,
         )
-        return run_local(pending, cmds, args.workers, os.path.join(sweep_dir, 'logs'))
+        return run_local(jobs, cmds, args.workers, os.path.join(sweep_dir, 'logs'))
     note = (
         f'sweep {name}, {datetime.datetime.now().isoformat(timespec="seconds")}: {len(pending)} of {len(runs)} '
-        'runs; finished runs were left out'
+        f'runs in {len(jobs)} array tasks; finished runs were left out'
     )
-    path = write_slurm(pending, cmds, sweep_dir, name, args, note)
+    path = write_slurm(jobs, cmds, sweep_dir, name, args, note)
     print(
-        f'[sweep] wrote {path} (array 0-{len(pending) - 1}) and {sweep_dir}/slurm_commands.txt.\n'
+        f'[sweep] wrote {path} (array 0-{len(jobs) - 1}) and {sweep_dir}/slurm_commands.txt.\n'
         f'  submit:     sbatch {path}\n  test one:   SLURM_ARRAY_TASK_ID=0 bash {path}',
         file=sys.stderr,
     )

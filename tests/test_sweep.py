@@ -55,11 +55,30 @@ def test_expand_names_flags_and_order():
     assert runs[4].name == 'fql_D4RL_antmaze_large-play-v1_alpha1_seed0'
     # without a grid the name is main.py's own default run name
     plain = sweep.expand([dict(agents=['rebrac'], envs=['D4RL/antmaze/large-play-v1'], seeds=[7])], 'runs')[0]
-    f = types.SimpleNamespace(run_name=None, env_name='D4RL/antmaze/large-play-v1', seed=7)
-    assert plain.name == run_name_for(f, 'rebrac')
+    f = types.SimpleNamespace(run_name=None, env_name='D4RL/antmaze/large-play-v1', seed=7, num_seeds=1)
+    assert plain.name == run_name_for(f, 'rebrac', 7)
 
 
-def test_bad_sweeps_fail_before_launch(tmp_path):
+def test_num_seeds_groups_consecutive_seeds_with_main_py_names():
+    runs = sweep.expand(
+        [dict(agents=['fql'], envs=['toy-8gaussians'], seeds=[0, 1, 2, 3, 5], grid={'agent.alpha': [3]})], 'runs'
+    )
+    jobs = sweep.make_jobs(runs, 3)
+    assert [[r.seed for r in j.runs] for j in jobs] == [[0, 1, 2], [3], [5]]
+    argv = jobs[0].argv()
+    assert argv[2] == '--seed=0' and argv[-2:] == ['--num_seeds=3', '--run_name=fql_toy-8gaussians_alpha3']
+    f = types.SimpleNamespace(run_name='fql_toy-8gaussians_alpha3', env_name='toy-8gaussians', seed=0, num_seeds=3)
+    assert [run_name_for(f, 'fql', s) for s in (0, 1, 2)] == [r.name for r in jobs[0].runs]  # main.py's directories
+    assert jobs[1].argv() == runs[3].argv  # a single seed runs under its own name
+    runs[1].state = 'finished'  # only unfinished seeds are grouped
+    assert [[r.seed for r in j.runs] for j in sweep.make_jobs([r for r in runs if r.state != 'finished'], 3)] == [
+        [0],
+        [2, 3],
+        [5],
+    ]
+
+
+def test_bad_sweeps_fail_before_launch(tmp_path, capsys):
     with pytest.raises(sweep.SweepError, match='same name'):
         sweep.expand([dict(agents=['fql'], envs=['toy-8gaussians'], grid={'agent.alpha': [1, 1.0]})], 'runs')
     with pytest.raises(sweep.SweepError, match='set by the sweep'):
@@ -74,6 +93,15 @@ def test_bad_sweeps_fail_before_launch(tmp_path):
         tmp_path / 's.py', "SWEEP = dict(agents=['fql'], envs=['toy-8gaussians'], flags={'offline_step': 3})\n"
     )
     assert sweep.main([f, '--list', f'--save_dir={tmp_path}/runs']) == 2
+    # --preset=paper for a task without paper values fails up front, not in 40 jobs on the cluster
+    f = write_sweep(
+        tmp_path / 's.py',
+        "SWEEP = dict(agents=['fql'], envs=['cube-triple-play-singletask-task1-v0', "
+        "'cube-single-play-singletask-task1-v0'], flags={'preset': 'paper'})\n",
+    )
+    assert sweep.main([f, '--list', f'--save_dir={tmp_path}/runs']) == 2
+    err = capsys.readouterr().err
+    assert 'not available for 1 agent/task pair' in err and 'fql on cube-triple-play-singletask-task1-v0' in err
 
 
 def _fake_run(path, status, argv=None):
@@ -183,7 +211,7 @@ SAVE_DIR = {str(save)!r}
     # the local runner skips the finished run; the failed one makes the exit code non-zero
     stamp = os.stat(save / names[1] / 'eval.csv').st_mtime_ns
     proc = subprocess.run(
-        [sys.executable, 'scripts/sweep.py', f, '--runner=local', '--workers=2'],
+        [sys.executable, 'scripts/sweep.py', f, '--runner=local', '--workers=2', '--no_validate'],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -200,7 +228,11 @@ SAVE_DIR = {str(save)!r}
     assert (sweep_dir / 'logs' / f'{names[0]}.log').exists() and (sweep_dir / 'logs' / f'{names[2]}.log').exists()
     # re-running lists only the failed run
     proc = subprocess.run(
-        [sys.executable, 'scripts/sweep.py', f, '--list'], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, 'scripts/sweep.py', f, '--list', '--no_validate'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert [shlex.split(ln)[-1 if '--resume' not in ln else -2] for ln in proc.stdout.splitlines()] == [
         f'--run_name={names[2]}'
