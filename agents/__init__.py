@@ -8,7 +8,7 @@ An agent module defines (the protocol of agents/common/trainer.py):
   sample_actions(learner, params, observations, rng, temperature=1.0, **eval_kwargs) -> actions
 optional:
   validate(config)                                    raise ValueError for bad hyperparameters
-  paper_preset(env_name) -> dict                      per-task paper values (`--preset=paper`)
+  paper_preset(env_name[, variant]) -> dict           per-task paper values (`--preset=paper`)
   constants(config, dataset) -> dict                  arrays computed once from the offline data
   target_update_weight(config, step) -> scalar        e.g. ReBRAC's actor delay
   eval_variants(config) -> [(label, kwargs)]          several evaluations per eval step (VGF's L_test sweep)
@@ -54,3 +54,13 @@ def get_config(name: str):
     module, variant = AGENTS[name]
     mod = importlib.import_module(module)
     return mod.get_config() if variant is None else mod.get_config(variant)
+
+
+def paper_preset(name: str, env_name: str) -> dict:
+    """Per-task paper hyperparameters of agent `name` for `env_name` (the registry's variant is passed on)."""
+    check_name(name)
+    module, variant = AGENTS[name]
+    mod = importlib.import_module(module)
+    if not hasattr(mod, 'paper_preset'):
+        raise ValueError(f'Agent {name!r} has no paper preset.')
+    return mod.paper_preset(env_name) if variant is None else mod.paper_preset(env_name, variant)

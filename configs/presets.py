@@ -57,6 +57,12 @@ def fav_table6(env_name: str, columns: dict[str, str]) -> dict:
         raise PresetError(
             f'No paper preset (FAV Table 6) for {env_name!r}. Tasks with presets: {", ".join(sorted(rows))}.'
         )
+    missing = [col for col in columns.values() if rows[task][col].strip() in ('', '-')]
+    if missing:
+        raise PresetError(
+            f'FAV Table 6 has no value of {", ".join(missing)} for {env_name!r} (the paper did not run '
+            'it there); set the hyperparameters explicitly with --agent.KEY=VALUE.'
+        )
     return {key: _num(rows[task][col]) for key, col in columns.items()}
 
 

@@ -71,7 +71,11 @@ def ensure_dataset(
     dataset_name = ogbench_gen.dataset_name_for(env_name)
     train_path, val_path = _paths(dataset_dir, dataset_name)
     if os.path.exists(train_path) and os.path.exists(val_path):
-        return []
+        note = ogbench_gen.generation_note(train_path)
+        notes = [note] if note else []
+        if generate_episodes is not None:
+            notes.append(f'--generate_episodes={generate_episodes} had no effect: {train_path} already exists')
+        return notes
     notes = []
     reason = _try_download(dataset_name, dataset_dir) if download else 'download disabled (--download=False)'
     if reason is None:
@@ -97,10 +101,10 @@ def ensure_dataset(
         'not downloaded.'
     )
     print(msg, file=sys.stderr, flush=True)
-    ogbench_gen.generate_dataset(
+    train_path, _ = ogbench_gen.generate_dataset(
         dataset_name, os.path.expanduser(dataset_dir), num_episodes=generate_episodes, seed=seed
     )
-    notes.append(f'dataset {dataset_name} generated locally ({size}, seed {seed})')
+    notes.append(ogbench_gen.generation_note(train_path))
     return notes
 
 

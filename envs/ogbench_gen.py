@@ -16,6 +16,7 @@ scripts), and button_states (int64) for the environments with buttons (puzzle, s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -307,7 +308,37 @@ def generate_dataset(
         np.random.set_state(rng_state)
 
     _save_atomic({train_path: _concat(episodes[:num_episodes]), val_path: _concat(episodes[num_episodes:])})
+    info = dict(
+        generated_locally=True,
+        dataset=dataset_name,
+        num_episodes=num_episodes,
+        num_val_episodes=num_val,
+        episode_length=episode_length,
+        seed=seed,
+        official_size=(num_episodes, episode_length) == (official_episodes, official_length),
+    )
+    with open(sidecar_path(train_path), 'w') as f:
+        json.dump(info, f, indent=2)
     return train_path, val_path
+
+
+def sidecar_path(train_path: str) -> str:
+    """Where generate_dataset records how a dataset was made (read by main.py to label runs)."""
+    return train_path[: -len('.npz')] + '.tiltbench.json'
+
+
+def generation_note(train_path: str) -> str | None:
+    """A note for runs on a locally generated dataset, or None for downloaded / user-provided files."""
+    p = sidecar_path(train_path)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        info = json.load(f)
+    size = 'official size' if info.get('official_size') else 'REDUCED size'
+    return (
+        f'dataset {info["dataset"]} generated locally: {info["num_episodes"]} episodes x {info["episode_length"]} '
+        f'steps ({size}), seed {info["seed"]}'
+    )
 
 
 def parse_env_name(env_name: str) -> str:

@@ -51,17 +51,20 @@ def resolve_config(agent_mod, config, task, preset: str, explicit: set[str]):
                 config[k] = v
                 applied[k] = v
         if preset == 'paper':
-            if not hasattr(agent_mod, 'paper_preset'):
-                raise ValueError(f'Agent {config.agent_name!r} has no paper preset.')
-            for k, v in agent_mod.paper_preset(task.name).items():
+            for k, v in agents.paper_preset(config.agent_name, task.name).items():
                 if k not in explicit:
-                    config[k] = (
-                        type(config[k])(v)
-                        if isinstance(config[k], (int, float)) and not isinstance(config[k], bool) and v != float('inf')
-                        else v
-                    )
+                    config[k] = _cast(config[k], v)
                     applied[k] = config[k]
     return config, applied
+
+
+def _cast(old, v):
+    """Keep the config's type (int stays int) unless the preset value is inf or of another kind."""
+    if isinstance(old, bool) or not isinstance(old, (int, float)) or not isinstance(v, (int, float)):
+        return v
+    if isinstance(old, int) and float(v).is_integer():
+        return int(v)
+    return float(v)
 
 
 def validate(agent_mod, config, task, f) -> None:
@@ -109,6 +112,8 @@ def _prepare_run_dirs(f, agent_name, config, flags_dict):
             'interrupted run, a different --run_name, or --overwrite to delete it and start over.'
         )
     for p in existing:
+        seed = f.seed + paths.index(p)
+        flags_dict = {**flags_dict, 'seed': seed}
         old = read_json(os.path.join(p, 'config.json')) if os.path.exists(os.path.join(p, 'config.json')) else {}
         diffs = [
             f'agent.{k}: {old.get("config", {}).get(k)!r} -> {v!r}'

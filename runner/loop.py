@@ -136,8 +136,10 @@ class Loop:
                 samples = out.pop('samples', None)
                 if i == 0:
                     primary, sr.last_samples = out, samples
-                prefix = f'{label}/' if label and i > 0 else ''
-                row.update({f'{prefix}{m}': v for m, v in out.items()})
+                if i == 0:  # the primary variant's metrics unprefixed, every labeled variant also as '<label>/...'
+                    row.update(out)
+                if label:
+                    row.update({f'{label}/{m}': v for m, v in out.items()})
             sr.eval_log.write(row)
             sr.evals.append((step, phase, primary['score']))
             sr.last_eval = row

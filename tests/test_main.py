@@ -69,7 +69,23 @@ def test_ogbench_round_trip_with_local_generation(tmp_path):
     assert (data / 'pointmaze-medium-navigate-v0.npz').exists()
     final = read_final(tmp_path / 'iql_pointmaze-medium-navigate-singletask-task1-v0_seed0')
     assert final['offline_score'] in (0.0, 100.0)  # one episode: success is 0 or 100 %
-    assert any('generated locally' in n for n in final['task_notes'])
+    assert any('generated locally' in n and 'REDUCED' in n for n in final['task_notes'])
+    # a later run on the cached small dataset is still labeled, even without --generate_episodes
+    run_main(
+        [
+            '--agent=iql',
+            '--env_name=pointmaze-medium-navigate-singletask-task1-v0',
+            f'--dataset_dir={data}',
+            '--download=false',
+            '--offline_steps=2',
+            '--eval_interval=0',
+            '--eval_episodes=1',
+            '--run_name=again',
+            *TINY,
+        ],
+        tmp_path,
+    )
+    assert any('REDUCED size' in n for n in read_final(tmp_path / 'again')['task_notes'])
 
 
 def _err(args, tmp_path, code=2):

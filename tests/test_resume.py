@@ -15,8 +15,18 @@ import numpy as np
 from runner import checkpoint as ckpt_lib
 from tests.conftest import ROOT, TINY, read_final, run_main
 
-ARGS = ['--agent=fql', '--env_name=toy-8gaussians', '--offline_steps=600', '--online_steps=400', '--eval_interval=200',
-        '--log_interval=50', '--save_interval=50', '--updates_per_call=25', '--eval_episodes=1', *TINY]
+ARGS = [
+    '--agent=fql',
+    '--env_name=toy-8gaussians',
+    '--offline_steps=600',
+    '--online_steps=400',
+    '--eval_interval=200',
+    '--log_interval=50',
+    '--save_interval=50',
+    '--updates_per_call=25',
+    '--eval_episodes=1',
+    *TINY,
+]
 
 
 def _ckpt_steps(run):
@@ -89,8 +99,15 @@ def test_sigkill_offline_and_online_then_resume_is_bit_exact(tmp_path):
 
 
 def test_resume_refuses_a_different_command(tmp_path):
-    args = ['--agent=fql', '--env_name=toy-8gaussians', '--offline_steps=40', '--eval_interval=20', '--eval_episodes=1',
-            '--save_interval=20', *TINY]
+    args = [
+        '--agent=fql',
+        '--env_name=toy-8gaussians',
+        '--offline_steps=40',
+        '--eval_interval=20',
+        '--eval_episodes=1',
+        '--save_interval=20',
+        *TINY,
+    ]
     run_main(args, tmp_path)
     os.remove(tmp_path / 'fql_toy-8gaussians_seed0' / 'final.json')
     proc = run_main([*args, '--resume', '--agent.alpha=3'], tmp_path, check=False)
@@ -98,8 +115,17 @@ def test_resume_refuses_a_different_command(tmp_path):
 
 
 def test_num_seeds_equals_separate_runs(tmp_path):
-    args = ['--agent=fql', '--env_name=toy-8gaussians', '--offline_steps=60', '--online_steps=10', '--eval_interval=30',
-            '--log_interval=10', '--eval_episodes=1', '--buffer_size=1000', *TINY]
+    args = [
+        '--agent=fql',
+        '--env_name=toy-8gaussians',
+        '--offline_steps=60',
+        '--online_steps=10',
+        '--eval_interval=30',
+        '--log_interval=10',
+        '--eval_episodes=1',
+        '--buffer_size=1000',
+        *TINY,
+    ]
     run_main([*args, '--num_seeds=2'], tmp_path / 'multi')
     run_main([*args, '--seed=1'], tmp_path / 'single')
     m = tmp_path / 'multi' / 'fql_toy-8gaussians_seed1'
@@ -113,3 +139,6 @@ def test_num_seeds_equals_separate_runs(tmp_path):
     for a, b in zip(rm, rs):
         np.testing.assert_allclose(float(a['critic/loss']), float(b['critic/loss']), rtol=1e-3, atol=1e-5)
     assert read_final(m)['seed'] == 1
+    # re-running the finished multi-seed command with --resume is a no-op, not a config mismatch
+    proc = run_main([*args, '--num_seeds=2', '--resume'], tmp_path / 'multi')
+    assert 'already finished' in proc.stderr

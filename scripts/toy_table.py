@@ -1,0 +1,174 @@
+"""Every agent on the FAV toy bandit `toy-8gaussians` with the same steps and seeds, tilted with beta = 1 where the
+agent has a temperature; writes results/toy_8gaussians.md (and .csv).
+
+    python scripts/toy_table.py                      # all agents, 20k updates, 3 seeds (vmapped in one process each)
+    python scripts/toy_table.py --agents=fav,fql --steps=5000 --seeds=2 --out=/tmp/toy
+
+Runs go to --save_dir (finished runs are reused: main.py --resume). The exact target is p(a) exp(r(a)); TV is the
+total-variation distance between the cluster occupancies (nearest center) of 10,000 policy samples and the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Agent -> (extra main.py flags, what the temperature means). beta = 1 makes the exact target p(a) exp(r(a)).
+AGENT_ARGS = {
+    'iql': (['--agent.alpha=1'], 'AWR inverse temperature alpha = 1: pi ∝ pi_beta exp(Q - V), exactly the target'),
+    'rebrac': ([], 'no temperature (deterministic actor, paper defaults)'),
+    'fql': ([], 'alpha = 10 (default); no exact temperature'),
+    'fav': (['--agent.beta=1'], 'beta = 1'),
+    'fav_adaptive': (['--agent.beta=1'], "beta = 1, bandwidth by Scott's rule"),
+    'qam': (['--agent.inv_temp=1'], 'inverse temperature 1: the target is exactly the tilted distribution'),
+    'qam_fql': (['--agent.inv_temp=1'], 'inverse temperature 1'),
+    'qam_edit': (['--agent.inv_temp=1'], 'inverse temperature 1'),
+    'vgf': ([], 'L_train from --vgf_train_steps; best-of-N after L_test steps'),
+}
+
+
+def run(agent, extra, name, a):
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, 'main.py'),
+        f'--agent={agent}',
+        '--env_name=toy-8gaussians',
+        f'--offline_steps={a.steps}',
+        '--online_steps=0',
+        f'--eval_interval={a.steps // 4}',
+        '--eval_episodes=1',
+        f'--num_seeds={a.seeds}',
+        f'--save_dir={a.save_dir}',
+        f'--run_name={name}',
+        '--resume',
+        '--progress=false',
+        *extra,
+    ]
+    print('$ ' + ' '.join(cmd[1:]), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return None
+    out = []
+    for k in range(a.seeds):
+        d = os.path.join(a.save_dir, f'{name}_seed{k}' if a.seeds > 1 else name)
+        with open(os.path.join(d, 'final.json')) as f:
+            out.append(json.load(f))
+    return out, ' '.join(cmd[2:])
+
+
+def ci95(x):
+    x = np.asarray(x, float)
+    if len(x) < 2:
+        return float('nan')
+    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--agents', default=','.join(AGENT_ARGS))
+    p.add_argument('--steps', type=int, default=20_000)
+    p.add_argument('--seeds', type=int, default=3)
+    p.add_argument('--vgf_train_steps', default='1,3,5', help='L_train values for VGF (one run each)')
+    p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'toy'))
+    p.add_argument('--out', default=os.path.join(ROOT, 'results', 'toy_8gaussians'))
+    a = p.parse_args()
+
+    from envs import toy
+
+    rows, commands = [], []
+    for agent in [x for x in a.agents.split(',') if x]:
+        extra, meaning = AGENT_ARGS[agent]
+        variants = [(extra, agent, meaning)]
+        if agent == 'vgf':
+            variants = [
+                (
+                    [f'--agent.train_vgf_steps={L}', '--agent.test_vgf_steps=(0,1,3,5)'],
+                    f'vgf_L{L}',
+                    f'L_train = {L}; best-of-N after L_test steps',
+                )
+                for L in a.vgf_train_steps.split(',')
+            ]
+        for flags, name, what in variants:
+            res = run(agent, flags, name, a)
+            if res is None:
+                rows.append(dict(method=name, note=f'FAILED ({what})'))
+                continue
+            finals, cmd = res
+            commands.append(cmd)
+            ev = [f['last_eval'] for f in finals]
+            row = dict(
+                method=name,
+                note=what,
+                seeds=len(finals),
+                tv=np.mean([float(e['tv_distance']) for e in ev]),
+                tv_ci=ci95([float(e['tv_distance']) for e in ev]),
+                reward=np.mean([float(e['mean_reward']) for e in ev]),
+                reward_ci=ci95([float(e['mean_reward']) for e in ev]),
+                outliers=np.mean([float(e['outlier_fraction']) for e in ev]),
+            )
+            lcurve = {k.split('/')[0]: np.mean([float(e[k]) for e in ev]) for k in ev[0] if k.endswith('/mean_reward')}
+            if lcurve:
+                tvs = {k.split('/')[0]: np.mean([float(e[k]) for e in ev]) for k in ev[0] if k.endswith('/tv_distance')}
+                row['note'] += '; L_test curve (mean reward / TV): ' + ', '.join(
+                    f'{k}: {lcurve[k]:.3f} / {tvs[k]:.3f}' for k in sorted(lcurve, key=lambda s: int(s[1:]))
+                )
+            rows.append(row)
+            print(f'{name}: TV {row["tv"]:.3f} ± {row["tv_ci"]:.3f}, reward {row["reward"]:.3f}', flush=True)
+
+    # references: the behavior data and the exact target
+    beh = toy.metrics(toy.sample_behavior(10_000, np.random.default_rng(1)))
+    tgt_occ = toy.target_occupancy()
+    grid = np.linspace(-4.5, 4.5, 401)
+    x = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+    w = toy.behavior_density(x) * np.exp(toy.reward(x / toy.SCALE))
+    tgt_reward = float(np.sum(w * toy.reward(x / toy.SCALE)) / np.sum(w))
+
+    lines = [
+        '# toy-8gaussians: distance to the exact tilted target p(a) exp(r(a)) (beta = 1)',
+        '',
+        f'Reduced CPU budget: {a.steps} offline gradient steps, {a.seeds} seeds (vmapped in one process), '
+        'toy networks (3 x 256), batch 256, evaluation on 10,000 policy samples. Lower TV is better; the target '
+        f'has mean reward {tgt_reward:.3f}. Made by `python scripts/toy_table.py --agents={a.agents} '
+        f'--steps={a.steps} --seeds={a.seeds} --vgf_train_steps={a.vgf_train_steps}`.',
+        '',
+        '| method | TV to target ↓ (± 95% CI) | mean reward (± 95% CI) | outlier fraction | setting |',
+        '|---|---|---|---|---|',
+        f'| behavior data | {beh["tv_distance"]:.3f} | {beh["mean_reward"]:.3f} | {beh["outlier_fraction"]:.3f} | '
+        'samples of p(a) |',
+        f'| exact target | 0 | {tgt_reward:.3f} | - | occupancy {np.round(tgt_occ, 3).tolist()} |',
+    ]
+    for r in rows:
+        if 'tv' not in r:
+            lines.append(f'| {r["method"]} | - | - | - | {r["note"]} |')
+            continue
+        lines.append(
+            f'| {r["method"]} | {r["tv"]:.3f} ± {r["tv_ci"]:.3f} | {r["reward"]:.3f} ± {r["reward_ci"]:.3f} | '
+            f'{r["outliers"]:.3f} | {r["note"]} |'
+        )
+    lines += ['', 'Commands (run from the repository root):', '']
+    lines += [f'- `python main.py {c}`' for c in commands]
+    os.makedirs(os.path.dirname(a.out) or '.', exist_ok=True)
+    with open(a.out + '.md', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    with open(a.out + '.csv', 'w') as f:
+        f.write('method,tv,tv_ci95,mean_reward,mean_reward_ci95,outlier_fraction,seeds,steps\n')
+        for r in rows:
+            if 'tv' in r:
+                f.write(
+                    f'{r["method"]},{r["tv"]:.4f},{r["tv_ci"]:.4f},{r["reward"]:.4f},{r["reward_ci"]:.4f},'
+                    f'{r["outliers"]:.4f},{r["seeds"]},{a.steps}\n'
+                )
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()
