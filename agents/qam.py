@@ -21,13 +21,14 @@ left end (Euler for the learned part, as in Eq. (24)): the integrating factor u 
 sqrt(2 u (1 - u)) dB, whose coefficients are bounded, so
     a_{i+1} = decay_i a_i + drift_i f(a_i, u_i) + noise_i z_i,   decay_i = u_i/u_{i+1},
     drift_i = (u_{i+1}^2 - u_i^2)/u_{i+1},   noise_i^2 = int_{u_i}^{u_{i+1}} 2s(1-s) ds / u_{i+1}^2.
-These are finite for every step (the first step forgets a_0 exactly: decay_0 = 0) and reduce to Eq. (24) as h -> 0
-(decay = 1 - h/(u + h): the '1/u evaluated at u + h' rule; drift -> 2h; noise^2 -> h sigma_u^2). The last step is a
-plain ODE Euler step a_T = a_{T-1} + h f (as in the adjoint-matching paper and the QAM code), so the final action
-carries no unremoved O(h) noise. The lean adjoint is the exact VJP chain of these discrete steps with f_theta's
-Jacobian dropped (Eq. (25) with the same coefficients). The loss (Eq. (21)) is the first-order optimality condition
-of the discretized control problem sum_i KL_i - inv_temp Q(a_T): the control f_theta(a_i, u_i) of step i moves
-a_{i+1}, so it is matched to g_{i+1} with the step's own noise-to-drift ratio:
+These are finite for every step (the infinite contraction at u = 0 is integrated exactly: decay_0 = 0) and reduce to
+Eq. (24) as h -> 0 (decay = 1 - h/(u + h): the '1/u evaluated at u + h' rule; drift -> 2h; noise^2 -> h sigma_u^2).
+The last step is a plain ODE Euler step a_T = a_{T-1} + h f with the policy's field (the QAM code also ends with an
+ODE step, 'following the adjoint-matching paper', but with f_beta alone), so a^1 carries no unremoved O(h) noise.
+The lean adjoint is the exact VJP chain of these discrete steps with f_theta's Jacobian dropped (Eq. (25) with the
+same coefficients). The loss (Eq. (21)) is the first-order optimality condition of the discretized control problem
+sum_i KL_i - inv_temp Q(a_T): the control f_theta(a_i, u_i) of step i moves a_{i+1}, so it is matched to g_{i+1}
+with the step's own noise-to-drift ratio:
     sum_i || 2 f_theta(a_i, u_i)/sigma_i + sigma_i g~_i ||^2,  sigma_i = 2 sqrt(h) noise_i/drift_i,
     g~_i = drift_i/(2h) g_{i+1}
 (sigma_i -> sigma_u and g~_i -> g^u as h -> 0; sigma_0 = 2 sqrt((1 - 2h/3)/h) is finite, and the u = 0 target
@@ -55,9 +56,9 @@ def get_config(variant: str = 'qam'):
     config = base_config(names[variant])
     # Critic (QAM Table 3): K = 10 heads, pessimistic target mean - rho * std (rho = 0 for humanoidmaze via preset).
     # 'qam_fav' keeps the FAV paper's 2-head critic (the QAM code base with only the heads changed).
-    config.num_critics = 2 if variant == 'fav' else 10
-    config.q_agg = 'pessimistic'
-    config.rho = 0.5
+    config.num_critics = 2 if variant == 'fav' else 10  # Critic heads K.
+    config.q_agg = 'pessimistic'  # Target aggregation mean - rho * std (Eq. (26)).
+    config.rho = 0.5  # Pessimism rho (Table 3: 0.5; humanoidmaze 0 in the preset).
     # QAM text (Sec. 4): parameter gradients clipped element-wise at 1. The released code clips the global norm at 1
     # instead (`--agent.grad_clip_value=0 --agent.grad_clip_norm=1`).
     config.grad_clip_value = 1.0

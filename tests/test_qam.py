@@ -14,6 +14,8 @@ from scipy.linalg import expm
 
 import agents
 from agents import qam
+from agents.common import buffer as buffer_lib
+from agents.common.trainer import Learner
 from configs.presets import PresetError
 from runner.experiment import resolve_config
 from tests.conftest import TINY, read_final, run_main
@@ -167,7 +169,7 @@ def test_memoryless_sde_with_exact_behavior_field_preserves_the_marginal():
         assert traj.shape == (T + 1, n, 2) and np.all(np.isfinite(traj))
         m, v = _moments(T)
         # samples follow the float64 law of the scheme (Monte Carlo error only)
-        np.testing.assert_allclose(traj[-1].mean(0), m, atol=5 * np.sqrt(v / n))
+        assert np.all(np.abs(traj[-1].mean(0) - m) <= 5 * np.sqrt(v / n))
         np.testing.assert_allclose(traj[-1].var(0), v, rtol=0.03)
         # the scheme keeps the mean and is no less accurate in variance than the policy's own Euler ODE
         m_ode, v_ode = _moments(T, sde=False)
@@ -196,13 +198,11 @@ def test_adjoint_matching_loss_is_finite_and_zero_at_the_analytic_optimum():
 TOY = ['--env_name=toy-8gaussians', '--eval_episodes=1', '--log_interval=20', '--save_interval=40']
 
 
-@pytest.mark.parametrize(
-    'agent, extra', [('qam', []), ('qam_fql', []), ('qam_edit', []), ('qam_fav', ['--agent.bam=true'])]
-)
-def test_main_offline_then_online_on_toy(agent, extra, tmp_path):
+@pytest.mark.parametrize('agent', ['qam', 'qam_fql', 'qam_edit'])
+def test_main_offline_then_online_on_toy(agent, tmp_path, monkeypatch):
+    monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')  # halves XLA compile time of this plumbing test
     run_main(
-        [f'--agent={agent}', *TOY, '--offline_steps=40', '--online_steps=10', '--eval_interval=40', *TINY, *extra],
-        tmp_path,
+        [f'--agent={agent}', *TOY, '--offline_steps=40', '--online_steps=10', '--eval_interval=40', *TINY], tmp_path
     )
     run = tmp_path / f'{agent}_toy-8gaussians_seed0'
     final = read_final(run)
@@ -213,9 +213,35 @@ def test_main_offline_then_online_on_toy(agent, extra, tmp_path):
     assert samples.shape == (10_000, 2) and np.all(np.abs(samples) <= 1)
     with open(run / 'train.csv') as f:
         rows = list(csv.DictReader(f))
-    assert rows and all(math.isfinite(float(r['actor/am_loss'])) for r in rows)
+    assert {r['phase'] for r in rows} == {'offline', 'online'}
     key = {'qam_fql': 'actor/distill_loss', 'qam_edit': 'actor/edit_entropy'}.get(agent, 'actor/bc_flow_loss')
-    assert all(math.isfinite(float(r[key])) for r in rows)
+    assert all(math.isfinite(float(r['actor/am_loss'])) and math.isfinite(float(r[key])) for r in rows)
+
+
+def test_bam_and_fav_setup_train_in_process():
+    """The BAM switch and the FAV paper's 2-head setup through the shared trainer: finite, f_theta moves."""
+    config = agents.get_config('qam_fav')
+    config.actor_hidden_dims = config.value_hidden_dims = (16,)
+    config.batch_size, config.bam = 8, True
+    learner = Learner(agents.get_agent('qam_fav'), config, 3, 2)
+    rng = np.random.default_rng(0)
+    data = dict(
+        observations=rng.normal(size=(32, 3)),
+        actions=rng.uniform(-1, 1, (32, 2)),
+        rewards=rng.normal(size=32),
+        masks=np.ones(32),
+        terminals=np.zeros(32),
+        next_observations=rng.normal(size=(32, 3)),
+    )
+    buf = buffer_lib.make_buffer({k: v.astype(np.float32) for k, v in data.items()})
+    state = learner.init(jax.random.PRNGKey(0))
+    new, info = learner.train_steps(state, buf, 3)
+    assert float(info['finite']) == 1.0 and np.isfinite(float(info['actor/am_loss']))
+    assert learner.apply('critic', new.params, jnp.zeros((1, 3)), jnp.zeros((1, 2))).shape == (2, 1)
+    moved = jax.tree_util.tree_map(
+        lambda a, b: float(jnp.abs(a - b).max()), new.params['residual'], state.params['residual']
+    )
+    assert max(jax.tree_util.tree_leaves(moved)) > 0
 
 
 # ---- presets and validation -----------------------------------------------------------------------------------------
