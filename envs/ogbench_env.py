@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import zipfile
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
     notes = ensure_dataset(env_name, dataset_dir, **ensure_kwargs)
     try:
         env, train, val = ogbench.make_env_and_datasets(env_name, dataset_dir=os.path.expanduser(dataset_dir))
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         from envs import ogbench_gen
 
         train_path, _ = _paths(dataset_dir, ogbench_gen.dataset_name_for(env_name))
