@@ -40,9 +40,9 @@ def get_config(variant=None):
     # 'constants'). 'batch': the same rule with the std of each training batch's actions (the authors' code).
     config.adaptive_bandwidth = 'dataset' if adaptive else 'off'
     config.num_particles = 8  # Particles N per state (App. A.2).
-    # Reference actions of the KDE prior score (Eqs. (15)-(16)): 'own' = the state's own batch action (M = 1, the
-    # default of issue 3); 'batch' = all B batch actions for every state (M = B; the KDE of the batch's action
-    # marginal, exact only when the state carries no information, e.g. a single-state bandit).
+    # Reference actions of the KDE prior score (Eqs. (15)-(16)): 'own' = the state's own batch action (M = 1; the
+    # prior term is then a pull toward it); 'batch' = all B batch actions for every state (M = B; the KDE of the
+    # batch's action marginal, the right reference only when the state carries no information, e.g. a bandit).
     config.ref_actions = 'own'
     config.use_prior = True  # Ablation (App. F): the prior-alignment (KDE score) term.
     config.use_value = True  # Ablation (App. F): the reward-guidance term beta * grad_a Q.

@@ -59,9 +59,9 @@ def test_kde_score_matches_gaussian_mixture_score():
                 assert np.abs(score - truth).max() < true_tol * np.abs(truth).max()
 
 
-# ---- Stein transport (Eq. (6)) -------------------------------------------------------------------------------------------
+# ---- Stein transport (Eq. (6)) ---------------------------------------------------------------------------------------
 def _transport_loop(x, refs, grad_q, tau, beta, prior=True, value=True, repulsive=True):
-    """phi(x_i) = (1/N) sum_j k(x_j, x_i) [KDE score(x_j) + beta grad_q(x_j) + (x_i - x_j) / sigma^2], explicit loops."""
+    """phi(x_i) = (1/N) sum_j k(x_j, x_i) [KDE score(x_j) + beta grad_q(x_j) + (x_i - x_j) / sigma^2], by loops."""
     s2 = tau / 2
     b, n, d = x.shape
     phi = np.zeros_like(x)
@@ -96,7 +96,7 @@ def test_stein_transport_matches_double_loop(switches):
     np.testing.assert_allclose(np.asarray(phi), expected, rtol=1e-10, atol=1e-12)
 
 
-# ---- zeroth-order gradient (App. C) --------------------------------------------------------------------------------------
+# ---- zeroth-order gradient (App. C) ----------------------------------------------------------------------------------
 def test_zeroth_order_gradient_matches_autodiff():
     rng = np.random.default_rng(2)
     a = rng.normal(size=3)
@@ -112,25 +112,24 @@ def test_zeroth_order_gradient_matches_autodiff():
     assert err.max() < 0.05, err
 
 
-# ---- the amortized policy's fixed point ---------------------------------------------------------------------------------
-def _train_actor(use_value, c, refs, tau, beta=1.0, n=128, steps=300, seed=0):
+# ---- the amortized policy's fixed point ------------------------------------------------------------------------------
+def _train_actor(use_value, c, refs, tau, beta=1.0, n=128, steps=400, seed=0):
     """Train only the FAV actor loss on one fixed state with a known Q(a) = c . a; return 20k policy samples."""
-    config = _tiny_config(actor_hidden_dims=(64, 64), num_particles=n, use_value=use_value, beta=beta, bandwidth=tau)
+    config = _tiny_config(actor_hidden_dims=(32, 32), num_particles=n, use_value=use_value, beta=beta, bandwidth=tau)
     learner = Learner(fav, config, 1, 2)
-    params = learner.init(jax.random.PRNGKey(seed)).params
     obs, refs, c = jnp.zeros((1, 1)), jnp.asarray(refs, jnp.float32)[None], jnp.asarray(c, jnp.float32)
+    actor = learner.modules['actor'].init(jax.random.PRNGKey(seed), obs, jnp.zeros((1, 2)))['params']
     tx = optax.adam(optax.cosine_decay_schedule(3e-3, steps))
-    opt_state = tx.init(params['actor'])
+    opt_state = tx.init(actor)
 
     @jax.jit
     def step(actor, opt_state, key):
         def loss_fn(p):
-            return fav.actor_loss(learner, {**params, 'actor': p}, obs, refs, key, tau, lambda a: a @ c)[0]
+            return fav.actor_loss(learner, {'actor': p}, obs, refs, key, tau, lambda a: a @ c)[0]
 
         updates, opt_state = tx.update(jax.grad(loss_fn)(actor), opt_state)
         return optax.apply_updates(actor, updates), opt_state
 
-    actor = params['actor']
     for i in range(steps):
         actor, opt_state = step(actor, opt_state, jax.random.PRNGKey(1000 + i))
     z = jax.random.normal(jax.random.PRNGKey(7), (20_000, 2))
@@ -140,7 +139,7 @@ def _train_actor(use_value, c, refs, tau, beta=1.0, n=128, steps=300, seed=0):
 def test_amortized_policy_reproduces_reference_and_value_term_tilts_it():
     rng = np.random.default_rng(3)
     cov = np.array([[0.04, 0.03], [0.03, 0.09]])
-    refs = rng.multivariate_normal([0.3, -0.2], cov, 4000)
+    refs = rng.multivariate_normal([0.3, -0.2], cov, 2000)
     tau, beta, c = 0.05, 1.0, np.array([1.0, -1.0])
     # Target of the KDE-based transport: the reference smoothed by N(0, sigma^2 I), sigma^2 = tau / 2 (Sec. 5.2).
     target_cov = np.cov(refs.T) + tau / 2 * np.eye(2)
@@ -149,7 +148,7 @@ def test_amortized_policy_reproduces_reference_and_value_term_tilts_it():
     np.testing.assert_allclose(plain.mean(0), refs.mean(0), atol=0.03)
     std, target_std = np.sqrt(np.diag(np.cov(plain.T))), np.sqrt(np.diag(target_cov))
     # finite N biases the amortized fixed point slightly toward the mode (the j = i term of Eq. (6))
-    assert np.all((std > 0.8 * target_std) & (std < 1.1 * target_std)), (std, target_std)
+    assert np.all((std > 0.75 * target_std) & (std < 1.1 * target_std)), (std, target_std)
     corr = np.corrcoef(plain.T)[0, 1]
     target_corr = target_cov[0, 1] / np.sqrt(target_cov[0, 0] * target_cov[1, 1])
     assert abs(corr - target_corr) < 0.15, (corr, target_corr)
@@ -158,11 +157,11 @@ def test_amortized_policy_reproduces_reference_and_value_term_tilts_it():
     # beta c' Sigma_sigma c.
     tilted = _train_actor(True, c, refs, tau, beta)
     gain, expected_gain = (tilted @ c).mean() - (plain @ c).mean(), beta * c @ target_cov @ c
-    assert 0.7 * expected_gain < gain < 1.3 * expected_gain, (gain, expected_gain)
+    assert 0.8 * expected_gain < gain < 1.3 * expected_gain, (gain, expected_gain)
     np.testing.assert_allclose(tilted.mean(0), refs.mean(0) + beta * target_cov @ c, atol=0.04)
 
 
-# ---- gradient rule, bandwidths ------------------------------------------------------------------------------------------
+# ---- gradient rule, bandwidths ---------------------------------------------------------------------------------------
 def _batch(rng, n=8, obs_dim=3, act_dim=2):
     return dict(
         observations=jnp.asarray(rng.normal(size=(n, obs_dim)), jnp.float32),
@@ -173,16 +172,15 @@ def _batch(rng, n=8, obs_dim=3, act_dim=2):
     )
 
 
-@pytest.mark.parametrize('q_grad', ['autodiff', 'zeroth_order'])
-def test_actor_loss_sends_no_gradient_into_the_critic(q_grad):
-    config = _tiny_config(q_grad=q_grad)
+def test_actor_loss_sends_no_gradient_into_the_critic():
+    config = _tiny_config()
     learner = Learner(fav, config, 3, 2)
     state = learner.init(jax.random.PRNGKey(0))
     batch, key = _batch(np.random.default_rng(4)), jax.random.PRNGKey(5)
-    grads = jax.grad(lambda p: fav.loss(learner, p, state, batch, key)[0])(state.params)
+    grads = jax.jit(jax.grad(lambda p: fav.loss(learner, p, state, batch, key)[0]))(state.params)
     # the critic's gradient is that of the TD loss alone (same next actions: the loss's first sub-key)
     next_actions = fav.sample_actions(learner, state.params, batch['next_observations'], jax.random.split(key)[0])
-    td_grads = jax.grad(lambda p: critic_td_loss(learner, p, state, batch, next_actions)[0])(state.params)
+    td_grads = jax.jit(jax.grad(lambda p: critic_td_loss(learner, p, state, batch, next_actions)[0]))(state.params)
     for g, t in zip(jax.tree_util.tree_leaves(grads['critic']), jax.tree_util.tree_leaves(td_grads['critic'])):
         np.testing.assert_allclose(np.asarray(g), np.asarray(t), rtol=1e-5, atol=1e-7)
     assert any(np.abs(np.asarray(g)).max() > 0 for g in jax.tree_util.tree_leaves(grads['actor']))
@@ -205,7 +203,7 @@ def test_scott_bandwidth_dataset_and_batch():
     assert fav.bandwidth(Learner(fav, _tiny_config(bandwidth=0.3), 3, 3), batch) == 0.3
 
 
-# ---- configs, presets, validation --------------------------------------------------------------------------------------
+# ---- configs, presets, validation ------------------------------------------------------------------------------------
 def test_configs_and_paper_preset():
     assert agents.get_config('fav').agent_name == 'fav'
     adaptive = agents.get_config('fav_adaptive')
@@ -250,13 +248,14 @@ def test_main_rejects_non_positive_bandwidth(tmp_path):
     assert proc.returncode == 2 and 'bandwidth must be positive' in proc.stderr
 
 
-# ---- main.py end to end ---------------------------------------------------------------------------------------------------
-STEPS = ['--offline_steps=60', '--online_steps=20', '--eval_interval=30', '--log_interval=20', '--save_interval=60']
+# ---- main.py end to end ----------------------------------------------------------------------------------------------
+# intervals that cut the offline phase into equal chunks, so the fused train step compiles once
+STEPS = ['--offline_steps=40', '--online_steps=20', '--eval_interval=20', '--log_interval=20', '--save_interval=40']
 
 
 def _check_run(run_dir, name):
     final = read_final(run_dir)
-    assert final['agent'] == name and final['steps'] == 80
+    assert final['agent'] == name and final['steps'] == 60
     assert np.isfinite(final['last_eval']['tv_distance']) and 0 <= final['last_eval']['tv_distance'] <= 1
     assert np.isfinite(final['offline_score']) and np.isfinite(final['online_score'])
     with open(os.path.join(run_dir, 'train.csv')) as f:
