@@ -60,7 +60,7 @@ def paper_preset(env_name):
     }
 
 
-def test_steps_list(config):
+def l_test_values(config):
     steps = config.test_vgf_steps
     return tuple(int(s) for s in (steps if isinstance(steps, (tuple, list)) else (steps,)))
 
@@ -92,7 +92,7 @@ def validate(config):
 def eval_variants(config):
     """One evaluation per L_test (labels 'L0', 'L3', ...), the primary (primary_test_steps, default L_train) first."""
     primary = config.train_vgf_steps if config.primary_test_steps < 0 else config.primary_test_steps
-    order = [int(primary)] + [s for s in dict.fromkeys(test_steps_list(config)) if s != primary]
+    order = [int(primary)] + [s for s in dict.fromkeys(l_test_values(config)) if s != primary]
     return [(f'L{s}', {'test_steps': s}) for s in order]
 
 

@@ -327,12 +327,14 @@ def test_main_offline_online_with_test_time_sweep(tmp_path):
     with open(run / 'eval.csv') as f:
         rows = list(csv.DictReader(f))
     assert [(r['step'], r['phase']) for r in rows] == [('40', 'offline'), ('50', 'online')]
-    for label in ('L1', 'L0', 'L3'):  # the primary (L_train = 1) and every L_test
-        for r in rows:
-            assert np.isfinite(float(r[f'{label}/score'])) and 0 <= float(r[f'{label}/tv_distance']) <= 1
+    # Every L_test writes 'L<n>/' columns; the primary (L_test = L_train = 1) also the unprefixed ones.
+    for r in rows:
+        for prefix in ('L1/', 'L0/', 'L3/'):
+            assert np.isfinite(float(r[f'{prefix}score'])) and 0 <= float(r[f'{prefix}tv_distance']) <= 1
+        assert r['score'] == r['L1/score']
     final = read_final(run)
     assert final['steps'] == 50 and np.isfinite(final['offline_score']) and np.isfinite(final['online_score'])
-    assert final['offline_score'] == pytest.approx(float(rows[0]['L1/score']))  # primary = L_train
+    assert final['offline_score'] == pytest.approx(float(rows[0]['score']))  # primary = L_train
     train = list(csv.DictReader(open(run / 'train.csv')))
     assert float(train[-1]['vgf/move']) > 0 and 'online/episodes' in train[-1]
 
