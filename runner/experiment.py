@@ -89,7 +89,7 @@ def run_name_for(f, agent_name: str, seed: int) -> str:
     return f'{agent_name}_{f.env_name.replace("/", "_")}_seed{seed}'
 
 
-RESUME_IGNORED = ('resume', 'overwrite', 'progress', 'wandb', 'save_dir', 'num_seeds')
+RESUME_IGNORED = ('resume', 'overwrite', 'progress', 'wandb', 'save_dir', 'run_name', 'num_seeds')
 
 
 def _prepare_run_dirs(f, agent_name, config, flags_dict):

@@ -43,8 +43,8 @@ def run(agent, extra, name, a):
         '--env_name=toy-8gaussians',
         f'--offline_steps={a.steps}',
         '--online_steps=0',
-        f'--eval_interval={a.steps // 4}',
-        '--eval_episodes=1',
+        f'--eval_interval={a.steps // 2}',
+        '--eval_episodes=50',  # the toy evaluates 10,000 samples whatever this says
         f'--num_seeds={a.seeds}',
         f'--save_dir={a.save_dir}',
         f'--run_name={name}',
@@ -60,6 +60,8 @@ def run(agent, extra, name, a):
     out = []
     for k in range(a.seeds):
         d = os.path.join(a.save_dir, f'{name}_seed{k}' if a.seeds > 1 else name)
+        if not os.path.exists(os.path.join(d, 'final.json')):
+            return None
         with open(os.path.join(d, 'final.json')) as f:
             out.append(json.load(f))
     return out, ' '.join(cmd[2:])
@@ -91,7 +93,7 @@ def main():
         if agent == 'vgf':
             variants = [
                 (
-                    [f'--agent.train_vgf_steps={L}', '--agent.test_vgf_steps=(0,1,3,5)'],
+                    [f'--agent.train_vgf_steps={L}', '--agent.test_vgf_steps=(0,1,2,3,5,10)'],
                     f'vgf_L{L}',
                     f'L_train = {L}; best-of-N after L_test steps',
                 )
