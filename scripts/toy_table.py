@@ -70,8 +70,12 @@ def run(agent, extra, name, a):
 def ci95(x):
     x = np.asarray(x, float)
     if len(x) < 2:
-        return float('nan')
+        return float('nan')  # printed as '-'
     return float(1.96 * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def pm(ci):
+    return '' if ci != ci else f' ± {ci:.3f}'
 
 
 def main():
@@ -137,8 +141,12 @@ def main():
     lines = [
         '# toy-8gaussians: distance to the exact tilted target p(a) exp(r(a)) (beta = 1)',
         '',
-        f'Reduced CPU budget: {a.steps} offline gradient steps, {a.seeds} seeds (vmapped in one process), '
-        'toy networks (3 x 256), batch 256, evaluation on 10,000 policy samples. Lower TV is better; the target '
+        f'Reduced CPU budget: {a.steps} offline gradient steps, {a.seeds} seed(s) (vmapped in one process), '
+        'toy networks (3 x 256), batch 256, evaluation on 10,000 policy samples. Actions are drawn as at '
+        'evaluation (temperature 0: IQL acts with its mean action and ReBRAC is deterministic, so both are '
+        'point masses here; FQL, FAV, QAM and VGF sample their noise). On this one-step bandit the TD target '
+        'never uses the next action (mask 0), so VGF L_train has no effect; the primary VGF row is L_test = '
+        'L_train. Lower TV is better; the target '
         f'has mean reward {tgt_reward:.3f}. Made by `python scripts/toy_table.py --agents={a.agents} '
         f'--steps={a.steps} --seeds={a.seeds} --vgf_train_steps={a.vgf_train_steps}`.',
         '',
@@ -153,7 +161,7 @@ def main():
             lines.append(f'| {r["method"]} | - | - | - | {r["note"]} |')
             continue
         lines.append(
-            f'| {r["method"]} | {r["tv"]:.3f} ± {r["tv_ci"]:.3f} | {r["reward"]:.3f} ± {r["reward_ci"]:.3f} | '
+            f'| {r["method"]} | {r["tv"]:.3f}{pm(r["tv_ci"])} | {r["reward"]:.3f}{pm(r["reward_ci"])} | '
             f'{r["outliers"]:.3f} | {r["note"]} |'
         )
     lines += ['', 'Commands (run from the repository root):', '']
