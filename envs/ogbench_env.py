@@ -12,8 +12,6 @@ import socket
 import sys
 import zipfile
 
-import numpy as np
-
 from envs.base import DatasetError, Task, check_dataset
 
 DEFAULT_DATASET_DIR = '~/.ogbench/data'
@@ -143,7 +141,3 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
         protocol='OGBench: success rate (%) at the end of each evaluation episode',
         notes=notes,
     )
-
-
-def dataset_stats(ds: dict) -> str:
-    return f'{len(ds["observations"])} transitions, success rows {float(np.mean(ds["rewards"] == 0)):.3f}'

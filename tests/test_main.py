@@ -137,29 +137,24 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
     assert 'antmaze-large-navigate-v0' in err and 'download' in err.lower() and 'expert' in err.lower()
 
 
-def test_corrupt_dataset_gets_a_message(tmp_path):
-    (tmp_path / 'pointmaze-medium-navigate-v0.npz').write_bytes(b'not a zip file')
-    (tmp_path / 'pointmaze-medium-navigate-v0-val.npz').write_bytes(b'not a zip file')
-    err = _err(
-        [
-            '--agent=fql',
-            '--env_name=pointmaze-medium-navigate-singletask-task1-v0',
-            f'--dataset_dir={tmp_path}',
-            '--download=false',
-        ],
-        tmp_path,
-    )
-    assert 'truncated' in err and 'Traceback' not in err
+def _corrupt(tmp_path):
+    for name in ('pointmaze-medium-navigate-v0.npz', 'pointmaze-medium-navigate-v0-val.npz'):
+        (tmp_path / name).write_bytes(b'not a zip file')
 
 
-def test_truncated_dataset_gets_a_message(tmp_path):
+def _truncate(tmp_path):
     from envs.ogbench_gen import generate_dataset
 
-    train, val = generate_dataset(
+    train, _ = generate_dataset(
         'pointmaze-medium-navigate-v0', str(tmp_path), num_episodes=2, episode_length=50, progress=False
     )
     data = open(train, 'rb').read()
     open(train, 'wb').write(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize('damage', [_corrupt, _truncate], ids=['corrupt', 'truncated'])
+def test_bad_dataset_file_gets_a_message(damage, tmp_path):
+    damage(tmp_path)
     err = _err(
         [
             '--agent=fql',
