@@ -4,6 +4,8 @@ repeats after compilation, compile time, peak host / device memory; for --update
 
     python scripts/benchmark.py                              # all agents, writes results/throughput.md
     python scripts/benchmark.py --agents=fql,iql --repeats=5 --upc=1,20 --seeds=1 --no-write
+    python scripts/benchmark.py --agents=fql --seeds=1 --upc=20 --set 'actor_hidden_dims=(256,256)' \
+        --set 'value_hidden_dims=(256,256)' --no-write     # a reduced configuration (agent config overrides)
 
 Each (agent, setting) runs in a fresh subprocess so compile time and peak memory are its own. Data: random
 transitions with the shapes of cube-single-play (observation 28, action 5); speed does not depend on the values.
@@ -12,6 +14,7 @@ transitions with the shapes of cube-single-play (observation 28, action 5); spee
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -26,7 +29,30 @@ sys.path.insert(0, ROOT)
 DEFAULT_UPC = 20  # keep in sync with main.py --updates_per_call
 
 
-def worker(agent: str, upc: int, num_seeds: int, repeats: int, obs_dim: int, act_dim: int, steps_per_repeat: int):
+def parse_overrides(items: list[str]) -> dict:
+    """`KEY=VALUE` agent config overrides (VALUE a Python literal, else a string), as main.py's --agent.KEY=VALUE."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise SystemExit(f'--set expects KEY=VALUE, got {item!r}')
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def worker(
+    agent: str,
+    upc: int,
+    num_seeds: int,
+    repeats: int,
+    obs_dim: int,
+    act_dim: int,
+    steps_per_repeat: int,
+    overrides: dict,
+):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -36,6 +62,10 @@ def worker(agent: str, upc: int, num_seeds: int, repeats: int, obs_dim: int, act
     from agents.common.trainer import Learner
 
     config = agents.get_config(agent)
+    for key, value in overrides.items():
+        if key not in config:
+            raise SystemExit(f'{agent} has no config key {key!r}; keys: {", ".join(sorted(config))}')
+        config[key] = value  # ConfigDict checks the type
     mod = agents.get_agent(agent)
     n = 100_000
     rng = np.random.default_rng(0)
@@ -93,6 +123,8 @@ def worker(agent: str, upc: int, num_seeds: int, repeats: int, obs_dim: int, act
         device=str(dev.device_kind),
         platform=dev.platform,
         finite=bool(float(jnp.min(info['finite'])) == 1.0),
+        num_params=int(sum(x.size for x in jax.tree_util.tree_leaves(state.params)) // num_seeds),
+        overrides=overrides,
     )
     print('RESULT ' + json.dumps(out))
 
@@ -128,20 +160,42 @@ def main():
     p.add_argument('--title', default=None, help='table title (default: the device)')
     p.add_argument('--append', action='store_true', help='append the table to --out instead of replacing it')
     p.add_argument('--no-write', dest='write', action='store_false')
+    p.add_argument('--json', default=None, help='also write the rows (every measured figure) to this JSON file')
+    p.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help="agent config override, repeatable (e.g. --set 'actor_hidden_dims=(256,256)' --set batch_size=128)",
+    )
     p.add_argument('--worker', nargs=3, metavar=('AGENT', 'UPC', 'SEEDS'), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
-        worker(a.worker[0], int(a.worker[1]), int(a.worker[2]), a.repeats, a.obs_dim, a.act_dim, a.steps_per_repeat)
+        worker(
+            a.worker[0],
+            int(a.worker[1]),
+            int(a.worker[2]),
+            a.repeats,
+            a.obs_dim,
+            a.act_dim,
+            a.steps_per_repeat,
+            parse_overrides(a.set),
+        )
         return
 
     import agents
 
     names = [x for x in a.agents.split(',') if x]
+    overrides = parse_overrides(a.set)
     for name in names:
         agents.check_name(name)
+        config = agents.get_config(name)
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise SystemExit(f'--set: {name} has no config key {unknown}; its keys: {", ".join(sorted(config))}')
     settings = [(int(u), 1) for u in a.upc.split(',') if u]
     settings += [(DEFAULT_UPC, int(s)) for s in a.seeds.split(',') if s and int(s) > 1]
-    rows = []
+    rows, failed = [], []
     for name in names:
         for upc, seeds in settings:
             cmd = [
@@ -155,11 +209,13 @@ def main():
                 f'--steps_per_repeat={a.steps_per_repeat}',
                 f'--obs_dim={a.obs_dim}',
                 f'--act_dim={a.act_dim}',
+                *[f'--set={x}' for x in a.set],
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
             if proc.returncode != 0 or not line:
                 print(f'{name} upc={upc} seeds={seeds}: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)
+                failed.append(f'{name} upc={upc} seeds={seeds}')
                 continue
             r = json.loads(line[0][7:])
             rows.append(r)
@@ -170,15 +226,21 @@ def main():
                 flush=True,
             )
     desc = machine_description()
+    nets = (
+        'paper networks (4 x 512 GELU, 2-head LayerNorm critic unless the agent config says otherwise)'
+        if not a.set
+        else 'agent config defaults overridden by ' + ', '.join(f'`{x}`' for x in a.set)
+    )
+    sets = ''.join(f" --set '{x}'" for x in a.set)
     table = [
         f'## {a.title or desc}',
         '',
-        f'Machine: {desc}. Batch 256, paper networks (4 x 512 GELU, 2-head LayerNorm critic unless the agent '
-        f'config says otherwise), observation {a.obs_dim}, action {a.act_dim}; median of {a.repeats} repeats of '
+        f'Machine: {desc}. Batch 256 (unless overridden), {nets}, observation {a.obs_dim}, action {a.act_dim}; '
+        f'median of {a.repeats} repeats of '
         f'{a.steps_per_repeat} gradient steps after compilation.',
         '',
         f'Command: `python scripts/benchmark.py --agents={a.agents} --upc={a.upc} --seeds={a.seeds} '
-        f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}`',
+        f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}{sets}`',
         '',
         '| agent | updates/call | seeds | ms / update | ms / seed-update | compile (s) | peak host (MB) | '
         'peak device (MB) |',
@@ -190,6 +252,8 @@ def main():
             f'| {r["agent"]} | {r["upc"]} | {r["num_seeds"]} | {r["ms_per_update"]:.2f} | '
             f'{r["ms_per_seed_update"]:.2f} | {r["compile_s"]:.1f} | {r["peak_host_mb"]:.0f} | {dev} |'
         )
+    if failed:
+        table += ['', 'FAILED (see the error printed by the benchmark): ' + '; '.join(failed)]
     text = '\n'.join(table) + '\n'
     print('\n' + text)
     if a.write:
@@ -203,6 +267,11 @@ def main():
             text = header + text
         with open(a.out, 'w') as f:
             f.write(text)
+    if a.json:
+        with open(a.json, 'w') as f:
+            json.dump(dict(machine=desc, command=sys.argv, rows=rows, failed=failed), f, indent=1)
+    if failed:
+        sys.exit(f'{len(failed)} setting(s) failed: {"; ".join(failed)}')
 
 
 if __name__ == '__main__':
