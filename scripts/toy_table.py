@@ -21,16 +21,22 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+FAV_PRIOR = (
+    "; default ref_actions='own' (one KDE reference action per state): on this single-state bandit the prior score "
+    'is that of one broad Gaussian, so samples spread between the clusters (high outlier fraction); '
+    '`--agent.ref_actions=batch` uses every batch action'
+)
 # Agent -> (extra main.py flags, what the temperature means). beta = 1 makes the exact target p(a) exp(r(a)).
 AGENT_ARGS = {
     'iql': (['--agent.alpha=1'], 'AWR inverse temperature alpha = 1: pi ∝ pi_beta exp(Q - V), exactly the target'),
     'rebrac': ([], 'no temperature (deterministic actor, paper defaults)'),
     'fql': ([], 'alpha = 10 (default); no exact temperature'),
-    'fav': (['--agent.beta=1'], 'beta = 1'),
-    'fav_adaptive': (['--agent.beta=1'], "beta = 1, bandwidth by Scott's rule"),
+    'fav': (['--agent.beta=1'], 'beta = 1' + FAV_PRIOR),
+    'fav_adaptive': (['--agent.beta=1'], "beta = 1, bandwidth by Scott's rule" + FAV_PRIOR),
     'qam': (['--agent.inv_temp=1'], 'inverse temperature 1: the target is exactly the tilted distribution'),
     'qam_fql': (['--agent.inv_temp=1'], 'inverse temperature 1'),
     'qam_edit': (['--agent.inv_temp=1'], 'inverse temperature 1'),
+    'qam_fav': (['--agent.inv_temp=1'], "inverse temperature 1; the FAV paper's 2-head QAM"),
     'vgf': ([], 'L_train from --vgf_train_steps; best-of-N after L_test steps'),
 }
 
