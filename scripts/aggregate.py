@@ -537,17 +537,22 @@ def fmt_ref(v) -> str:
 
 
 def commands(runs: list[RunData]) -> list[str]:
-    """The exact main.py commands of the runs (from config.json argv), seeds collapsed into a loop."""
+    """The exact main.py commands of the runs (from config.json argv): one-seed runs collapsed into a loop over
+    seeds; a `--num_seeds=N` process (seeds --seed .. --seed+N-1, vmapped) once, exactly as it was run."""
     drop = ('save_dir', 'run_name', 'progress', 'resume', 'overwrite')
-    by = collections.defaultdict(list)
+    loops, processes = collections.defaultdict(list), collections.defaultdict(list)
     for r in runs:
-        args = [a for a in r.argv[1:] if a[2:].split('=', 1)[0] not in drop]
-        args = ['--seed=$seed' if a.startswith('--seed=') else a for a in args]
-        by[tuple(args)].append(r.seed)
+        args = tuple(a for a in r.argv[1:] if a[2:].split('=', 1)[0] not in drop)
+        if int(r.flags.get('num_seeds', 1) or 1) > 1:
+            processes[args].append(r.seed)
+        else:
+            loops[tuple('--seed=$seed' if a.startswith('--seed=') else a for a in args)].append(r.seed)
     out = []
-    for args, seeds in sorted(by.items()):
+    for args, seeds in sorted(loops.items()):
         cmd = ' '.join(shlex.quote(a) if a != '--seed=$seed' else a for a in args)
         out.append(f'for seed in {" ".join(map(str, sorted(seeds)))}; do python main.py {cmd}; done')
+    for args, seeds in sorted(processes.items()):
+        out.append(f'python main.py {shlex.join(args)}  # seeds {", ".join(map(str, sorted(seeds)))} in one process')
     return out
 
 

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 
 import numpy as np
 import pytest
@@ -322,3 +323,21 @@ def test_join_with_published_numbers(tmp_path):
     assert math.isnan(num(fams[('scene-play', 'qam')]['qam_t1_score_mean']))  # 4 of 5 tasks: no domain average
     md = (out / 'README.md').read_text()
     assert 'FAV Table 11 (mean ± 95% CI)' in md and 'QAM Table 1 (5-task domain average, QAM protocol)' in md
+
+
+def test_commands_of_a_multi_seed_process_are_the_command_that_ran(tmp_path):
+    """Runs made by one `main.py --num_seeds=2 --seed=3` process are listed as that one command (not as a loop over
+    seeds, which would run seeds 3, 4, 4, 5); read from the config.json that main.py really writes."""
+    from tests.conftest import TINY, run_main
+
+    runs = tmp_path / 'runs'
+    flags = ['--env_name=toy-8gaussians', '--offline_steps=40', '--eval_interval=20', '--eval_episodes=1', *TINY]
+    run_main(['--agent=iql', '--seed=3', '--num_seeds=2', *flags], runs)
+    run_main(['--agent=iql', '--seed=7', '--run_name=single', *flags], runs)
+    res = agg.aggregate(str(runs), str(tmp_path / 'out'), REF, n_boot=200, plots=False)
+    assert [len(t.runs) for t in res['tables']] == [3]
+    md = (tmp_path / 'out' / 'README.md').read_text()
+    tail = shlex.join(flags)  # the commands are shell-quoted: '--agent.actor_hidden_dims=(32,32)'
+    assert f'python main.py --agent=iql --seed=3 --num_seeds=2 {tail}  # seeds 3, 4 in one process' in md
+    assert f'for seed in 7; do python main.py --agent=iql --seed=$seed {tail}; done' in md
+    assert md.count('python main.py') == 2
