@@ -14,9 +14,9 @@ hyperparameters (pointmaze has no per-task values in any of the papers; the defa
 the same networks, batch, data, seeds and evaluation: the comparison is fair within the table, and says nothing about
 the papers' 1M-step numbers. scripts/aggregate.py labels the tables REDUCED and lists these commands.
 
-One agent per method of the suite (FAV, FAV-Adaptive, QAM, VGF, FQL, ReBRAC, IQL). The QAM variants (qam_fql,
-qam_edit, qam_fav) share QAM's losses and its K = 10 critic ensemble and cost 1.2-1.3x QAM per update, so they were
-left out of this CPU budget; add them to `agents` to run them the same way.
+One agent per method of the suite (FAV, FAV-Adaptive, QAM, VGF, FQL, ReBRAC, IQL). The QAM variants were left out
+of this CPU budget (qam_fql and qam_edit keep QAM's K = 10 critic ensemble and cost 1.2-1.3x QAM per update; qam_fav,
+with 2 critics, about 0.65x); add them to `agents` to run them the same way.
 """
 
 STEPS = 2000
