@@ -43,6 +43,19 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def overridden_config(agent: str, overrides: dict):
+    """The agent's default config with `overrides` applied; unknown keys are an error that lists the valid ones."""
+    import agents
+
+    config = agents.get_config(agent)
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise SystemExit(f'--set: {agent} has no config key {unknown}; its keys: {", ".join(sorted(config))}')
+    for key, value in overrides.items():
+        config[key] = value  # ConfigDict checks the type
+    return config
+
+
 def worker(
     agent: str,
     upc: int,
@@ -61,11 +74,7 @@ def worker(
     from agents.common import buffer as buffer_lib
     from agents.common.trainer import Learner
 
-    config = agents.get_config(agent)
-    for key, value in overrides.items():
-        if key not in config:
-            raise SystemExit(f'{agent} has no config key {key!r}; keys: {", ".join(sorted(config))}')
-        config[key] = value  # ConfigDict checks the type
+    config = overridden_config(agent, overrides)
     mod = agents.get_agent(agent)
     n = 100_000
     rng = np.random.default_rng(0)
@@ -189,10 +198,7 @@ def main():
     overrides = parse_overrides(a.set)
     for name in names:
         agents.check_name(name)
-        config = agents.get_config(name)
-        unknown = sorted(set(overrides) - set(config))
-        if unknown:
-            raise SystemExit(f'--set: {name} has no config key {unknown}; its keys: {", ".join(sorted(config))}')
+        overridden_config(name, overrides)  # fail before measuring anything
     settings = [(int(u), 1) for u in a.upc.split(',') if u]
     settings += [(DEFAULT_UPC, int(s)) for s in a.seeds.split(',') if s and int(s) > 1]
     rows, failed = [], []

@@ -172,8 +172,9 @@ def _batch(rng, n=8, obs_dim=3, act_dim=2):
     )
 
 
-def test_actor_loss_sends_no_gradient_into_the_critic():
-    config = _tiny_config()
+@pytest.mark.parametrize('q_grad', ['autodiff', 'zeroth_order'])
+def test_actor_loss_sends_no_gradient_into_the_critic(q_grad):
+    config = _tiny_config(q_grad=q_grad)
     learner = Learner(fav, config, 3, 2)
     state = learner.init(jax.random.PRNGKey(0))
     batch, key = _batch(np.random.default_rng(4)), jax.random.PRNGKey(5)
