@@ -9,6 +9,9 @@ from agents.common.rl import critic_networks, critic_td_loss, normalized_q_loss,
 from configs.common import base_config
 from configs.presets import fav_table6, with_discount
 
+# OGBench tasks whose released FQL commands use clipped double Q (`--agent.q_agg=min`; README of seohongpark/fql).
+MIN_Q_AGG_TASKS = ('antmaze-large-navigate-', 'antmaze-giant-navigate-')
+
 
 def get_config():
     config = base_config('fql')
@@ -19,7 +22,10 @@ def get_config():
 
 
 def paper_preset(env_name):
-    return with_discount(env_name, fav_table6(env_name, {'alpha': 'fql_alpha'}))
+    values = with_discount(env_name, fav_table6(env_name, {'alpha': 'fql_alpha'}))
+    if env_name.startswith(MIN_Q_AGG_TASKS):
+        values['q_agg'] = 'min'  # the FQL README's commands for these tasks pass --agent.q_agg=min
+    return values
 
 
 def validate(config):

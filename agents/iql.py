@@ -1,11 +1,13 @@
 """Implicit Q-Learning (Kostrikov et al. 2022): expectile value regression, TD critic on V(s'), and an AWR actor
-exp(alpha * (Q - V)) * log pi(a|s) with inverse temperature alpha."""
+exp(alpha * (Q - V)) * log pi(a|s) with inverse temperature alpha, as the FQL code base (agents/iql.py) runs it:
+an unsquashed Gaussian actor N(a; mu(s), 1) whose mean layer starts at scale 1e-2, the clipped mean at evaluation,
+Q aggregated over the two heads with `q_agg` (the released code: min), the critic loss summed over the heads."""
 
 import jax
 import jax.numpy as jnp
 
 from agents.common.networks import GaussianActor, Value, gaussian_log_prob
-from agents.common.rl import critic_networks, require_positive
+from agents.common.rl import aggregate_q, critic_networks, require_positive
 from configs.common import base_config
 from configs.presets import fav_table6, with_discount
 
@@ -15,6 +17,8 @@ def get_config():
     config.expectile = 0.9  # Expectile of the value regression.
     config.alpha = 10.0  # AWR inverse temperature; per-task values in FAV Table 6 (`--preset=paper`).
     config.const_std = True  # Unit-std Gaussian actor (the FQL code base's IQL); False learns a log std.
+    config.actor_fc_scale = 0.01  # Variance scale of the actor's mean-layer initializer (1e-2 in the released code).
+    config.q_agg = 'min'  # Aggregation of the critic heads in the value target and the advantage (released: min).
     return config
 
 
@@ -33,7 +37,14 @@ def networks(config, obs_dim, action_dim):
         **critic_networks(config, obs_dim, action_dim),
         'value': (Value(config.value_hidden_dims, config.layer_norm), ((obs_dim,),)),
         'actor': (
-            GaussianActor(config.actor_hidden_dims, action_dim, config.actor_layer_norm, config.const_std),
+            GaussianActor(
+                config.actor_hidden_dims,
+                action_dim,
+                config.actor_layer_norm,
+                config.const_std,
+                tanh_mean=False,
+                final_fc_init_scale=config.actor_fc_scale,
+            ),
             ((obs_dim,),),
         ),
     }
@@ -53,8 +64,8 @@ def loss(learner, params, state, batch, rng):
     cfg = learner.config
     obs, actions = batch['observations'], batch['actions']
 
-    # Value: expectile regression onto min of the target critic heads.
-    q_target = learner.apply('critic', state.target_params, obs, actions).min(axis=0)
+    # Value: expectile regression onto the aggregated target critic heads (IQL Eq. (5)).
+    q_target = aggregate_q(learner.apply('critic', state.target_params, obs, actions), cfg.q_agg, cfg.rho)
     v = learner.apply('value', params, obs)
     value_loss = expectile_loss(q_target - v, cfg.expectile).mean()
 
@@ -62,10 +73,11 @@ def loss(learner, params, state, batch, rng):
     next_v = learner.apply('value', state.params, batch['next_observations'])
     target = batch['rewards'] + cfg.discount * batch['masks'] * next_v
     qs = learner.apply('critic', params, obs, actions)
-    critic_loss = jnp.mean((qs - target) ** 2)
+    critic_loss = jnp.mean(jnp.sum((qs - target) ** 2, axis=0))  # summed over heads, as the released code
 
     # Actor: advantage-weighted regression with the current critic and value (no gradients into them).
-    adv = learner.apply('critic', state.params, obs, actions).min(axis=0) - learner.apply('value', state.params, obs)
+    q = aggregate_q(learner.apply('critic', state.params, obs, actions), cfg.q_agg, cfg.rho)
+    adv = q - learner.apply('value', state.params, obs)
     weights = jnp.minimum(jnp.exp(adv * cfg.alpha), 100.0)
     means, log_stds = learner.apply('actor', params, obs)
     actor_loss = -(weights * gaussian_log_prob(means, log_stds, actions)).mean()
@@ -75,6 +87,7 @@ def loss(learner, params, state, batch, rng):
         'value/v_mean': v.mean(),
         'critic/loss': critic_loss,
         'critic/q_mean': qs.mean(),
+        'critic/target_mean': target.mean(),
         'actor/loss': actor_loss,
         'actor/adv': adv.mean(),
         'actor/weight': weights.mean(),

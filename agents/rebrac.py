@@ -1,23 +1,30 @@
 """ReBRAC (Tarasov et al. 2023): TD3+BC with an actor BC weight, a critic BC weight on the next action, target
-policy noise (0.2, clipped at 0.5) and an actor delay of 2, with LayerNorm critics."""
+policy noise (0.2, clipped at 0.5) and an actor delay of 2, with LayerNorm critics, as the FQL code base
+(agents/rebrac.py) runs it: a tanh actor whose mean layer starts at scale 1e-2, actor and target updates on every
+`actor_freq`-th gradient step (the 2nd, 4th, ...), the next dataset row's action as the critic BC target (also across
+an episode end, as the released code; `episode_aware_next_actions=True` uses the same action there instead)."""
 
 import jax
 import jax.numpy as jnp
 
 from agents.common.networks import GaussianActor
-from agents.common.rl import critic_networks, normalized_q_loss, require_positive
+from agents.common.rl import aggregate_q, critic_networks, normalized_q_loss, require_positive
 from configs.common import base_config
 from configs.presets import fav_table6, with_discount
 
 
 def get_config():
     config = base_config('rebrac')
-    config.alpha_actor = 0.003  # Actor BC weight; per-task values in FAV Table 6 (`--preset=paper`).
-    config.alpha_critic = 0.01  # Critic BC weight on the next action.
+    # BC weights: the released defaults are 0 (plain TD3 + LayerNorm); every released command and FAV Table 6
+    # (`--preset=paper`) set them per task.
+    config.alpha_actor = 0.0  # Actor BC weight.
+    config.alpha_critic = 0.0  # Critic BC weight on the next action.
     config.actor_noise = 0.2  # Target-policy smoothing noise std (and exploration noise online).
     config.actor_noise_clip = 0.5  # Clip of the target-policy noise.
     config.actor_freq = 2  # Actor and target updates every `actor_freq` critic steps.
-    config.q_agg = 'min'
+    config.q_agg = 'min'  # Aggregation of the critic heads in the target and the actor's Q (released: min).
+    config.actor_fc_scale = 0.01  # Variance scale of the actor's mean-layer initializer (released: 0.01).
+    config.episode_aware_next_actions = False  # Critic BC target at an episode end: next row (released) or same.
     return config
 
 
@@ -33,7 +40,14 @@ def validate(config):
 
 
 def networks(config, obs_dim, action_dim):
-    actor = GaussianActor(config.actor_hidden_dims, action_dim, config.actor_layer_norm, const_std=True, tanh_mean=True)
+    actor = GaussianActor(
+        config.actor_hidden_dims,
+        action_dim,
+        config.actor_layer_norm,
+        const_std=True,
+        tanh_mean=True,
+        final_fc_init_scale=config.actor_fc_scale,
+    )
     return {**critic_networks(config, obs_dim, action_dim), 'actor': (actor, ((obs_dim,),))}
 
 
@@ -42,7 +56,9 @@ def target_networks(config):
 
 
 def _full_update(config, step):
-    return (step % config.actor_freq == 0).astype(jnp.float32)
+    """1 on the gradient steps that update the actor and the targets: the released loop counts steps from 1 and
+    updates when that count is a multiple of actor_freq (`step` here counts from 0)."""
+    return ((step + 1) % config.actor_freq == 0).astype(jnp.float32)
 
 
 def target_update_weight(config, step):
@@ -60,15 +76,17 @@ def loss(learner, params, state, batch, rng):
         jax.random.normal(rng, next_actions.shape) * cfg.actor_noise, -cfg.actor_noise_clip, cfg.actor_noise_clip
     )
     next_actions = jnp.clip(next_actions + noise, -1, 1)
-    next_q = learner.apply('critic', state.target_params, batch['next_observations'], next_actions).min(axis=0)
-    next_q = next_q - cfg.alpha_critic * jnp.sum((next_actions - batch['next_actions']) ** 2, axis=-1)
+    next_qs = learner.apply('critic', state.target_params, batch['next_observations'], next_actions)
+    next_q = aggregate_q(next_qs, cfg.q_agg, cfg.rho)
+    data_next = batch['next_actions_in_episode' if cfg.episode_aware_next_actions else 'next_actions']
+    next_q = next_q - cfg.alpha_critic * jnp.sum((next_actions - data_next) ** 2, axis=-1)
     target = batch['rewards'] + cfg.discount * batch['masks'] * next_q
     qs = learner.apply('critic', params, obs, actions)
     critic_loss = jnp.mean((qs - target) ** 2)
 
     # Actor: -Q / mean|Q| + alpha_actor * BC, applied every actor_freq steps (masked inside jit).
     pi = learner.apply('actor', params, obs)[0]
-    q = learner.apply('critic', state.params, obs, pi).min(axis=0)
+    q = aggregate_q(learner.apply('critic', state.params, obs, pi), cfg.q_agg, cfg.rho)
     q_loss = normalized_q_loss(q)
     bc_loss = jnp.mean(jnp.sum((pi - actions) ** 2, axis=-1))
     actor_loss = q_loss + cfg.alpha_actor * bc_loss
@@ -77,6 +95,7 @@ def loss(learner, params, state, batch, rng):
         'critic/loss': critic_loss,
         'critic/q_mean': qs.mean(),
         'actor/loss': actor_loss,
+        'actor/q_loss': q_loss,
         'actor/q': q.mean(),
         'actor/bc_loss': bc_loss,
     }

@@ -45,3 +45,23 @@ def validate_common(config) -> None:
         raise ValueError(f'num_critics must be >= 1, got {config.num_critics}.')
     if not 0.0 <= config.mix_offline < 1.0:
         raise ValueError(f'mix_offline must be in [0, 1), got {config.mix_offline}.')
+
+
+# Keys that only act together with another key's value: {key: (description, predicate on the config)}. Setting one
+# explicitly where it would be ignored is an error, never silent.
+CONDITIONAL_KEYS = {
+    'rho': (
+        "q_agg (or grad_q_agg) = 'pessimistic'",
+        lambda c: 'pessimistic' in (c.get('q_agg'), c.get('grad_q_agg')),
+    ),
+}
+
+
+def check_explicit_keys(config, explicit) -> None:
+    """Raise ValueError for an explicitly set key that the resolved config ignores."""
+    for key, (needs, used) in CONDITIONAL_KEYS.items():
+        if key in explicit and key in config and not used(config):
+            raise ValueError(
+                f'--agent.{key} has no effect unless {needs} (q_agg is {config.get("q_agg")!r}); set that too or '
+                f'drop --agent.{key}.'
+            )

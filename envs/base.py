@@ -49,6 +49,9 @@ class Task:
         return int(self.train_dataset['actions'].shape[-1])
 
 
+ACTION_CLIP_EPS = 1e-5
+
+
 def check_dataset(ds: dict, source: str) -> dict[str, np.ndarray]:
     """Validate a transition dataset and cast it to float32; raise DatasetError with an actionable message."""
     missing = [k for k in DATASET_KEYS if k not in ds]
@@ -68,4 +71,7 @@ def check_dataset(ds: dict, source: str) -> dict[str, np.ndarray]:
     for k in ('actions',):
         if out[k].ndim != 2:
             raise DatasetError(f'{source}: {k} must be 2-D (N, dim), got shape {out[k].shape}.')
+    # Dataset actions are clipped to [-1 + eps, 1 - eps], as the FQL code base does for every dataset
+    # (envs/env_utils.py, action_clip_eps=1e-5).
+    out['actions'] = np.clip(out['actions'], -1 + ACTION_CLIP_EPS, 1 - ACTION_CLIP_EPS)
     return out

@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 
 import agents
-from configs.common import validate_common
+from configs.common import check_explicit_keys, validate_common
 from envs.base import DatasetError
 
 FLAG_NAMES = (
@@ -168,6 +168,7 @@ def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
             generate_episodes=f.generate_episodes,
         )
         config, applied = resolve_config(agent_mod, config, task, f.preset, explicit)
+        check_explicit_keys(config, explicit)
         validate(agent_mod, config, task, f)
         runs, resume = _prepare_run_dirs(f, agent_name, config, flags_dict)
     except RunFinished as e:

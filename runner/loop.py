@@ -300,14 +300,15 @@ class Loop:
         return state, buffer
 
     def final_scores(self, k: int) -> dict:
-        """FQL protocol: the mean of the last three evaluations (overall, and per phase)."""
+        """FQL protocol: the mean of the last three evaluations of a phase. `final_score` is that of the last phase
+        that evaluated (online when there is one), never a mean across phases."""
         evals, out = self.seeds[k].evals, {}
         for phase in ('offline', 'online'):
             s = [sc for _, ph, sc in evals if ph == phase]
             if s:
                 out[f'{phase}_score'] = float(np.mean(s[-3:]))
-        if evals:
-            out['final_score'] = float(np.mean([sc for _, _, sc in evals][-3:]))
+                out['final_score'] = out[f'{phase}_score']
+                out['final_phase'] = phase
         return out
 
 

@@ -38,8 +38,11 @@ def test_buffer_uniform_sampling_and_next_actions():
     # chi-square goodness of fit to uniform (p > 1e-4 unless sampling is broken)
     assert stats.chisquare(counts).pvalue > 1e-4
     rows = np.asarray(batch['rewards']).astype(int)
+    # The FQL code base's rule: the next row's action, also across an episode end, clamped at the last row.
+    np.testing.assert_array_equal(np.asarray(batch['next_actions']), ds['actions'][np.minimum(rows + 1, 9)])
     expected = np.where(ds['terminals'][rows, None] > 0, ds['actions'][rows], ds['actions'][np.minimum(rows + 1, 9)])
-    np.testing.assert_array_equal(np.asarray(batch['next_actions']), expected)
+    np.testing.assert_array_equal(np.asarray(batch['next_actions_in_episode']), expected)
+    assert ds['terminals'][:9].any()  # the two rules differ on this data
 
 
 def test_buffer_add_wraps_and_mixing():
@@ -130,14 +133,21 @@ def test_rebrac_actor_delay_freezes_targets_on_critic_only_steps():
     learner = Learner(agents.get_agent('rebrac'), config, 3, 2)
     buf = buffer_lib.make_buffer(_dataset(n=40))
     s0 = learner.init(jax.random.PRNGKey(0))
-    s1, _ = learner.train_steps(s0, buf, 1)  # step 0: full update, targets move
-    s2, _ = learner.train_steps(s1, buf, 1)  # step 1: critic only, targets frozen
+    # The released loop counts gradient steps from 1 and updates the actor and targets when the count is even.
+    s1, _ = learner.train_steps(s0, buf, 1)  # 1st step: critic only, targets frozen
+    s2, _ = learner.train_steps(s1, buf, 1)  # 2nd step: full update, targets move
+    s3, _ = learner.train_steps(s2, buf, 1)  # 3rd step: critic only again
+
     def moved(a, b):
-        return any(
-            not np.allclose(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
-        )  # noqa: E731
-    assert moved(s0.target_params, s1.target_params)
-    assert not moved(s1.target_params, s2.target_params)
+        return any(not np.allclose(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+    assert not moved(s0.target_params, s1.target_params)
+    assert moved(s1.target_params, s2.target_params)
+    assert not moved(s2.target_params, s3.target_params)
+    # A critic-only step gives the actor a zero gradient: before any actor step Adam leaves it in place; after one,
+    # Adam's momentum still moves it (the released code applies its one optimizer to zero actor gradients alike).
+    assert not moved(s0.params['actor'], s1.params['actor'])
+    assert moved(s2.params['actor'], s3.params['actor'])
 
 
 def test_toy_reward_and_target():

@@ -28,6 +28,10 @@ def test_baseline_offline_then_online_on_toy(agent, tmp_path):
     with open(run / 'eval.csv') as f:
         rows = list(csv.DictReader(f))
     assert [(r['step'], r['phase']) for r in rows] == [('40', 'offline'), ('60', 'offline'), ('80', 'online')]
+    # The final score of an offline-to-online run is the online phase's, never a mean over both phases.
+    scores = [float(r['score']) for r in rows]
+    assert final['offline_score'] == pytest.approx(np.mean(scores[:2])) and final['final_phase'] == 'online'
+    assert final['final_score'] == final['online_score'] == pytest.approx(scores[2])
     assert json.load(open(run / 'status.json'))['status'] == 'finished'
     assert os.listdir(run / 'checkpoints')
 
@@ -116,6 +120,7 @@ def test_unknown_config_key_suggests_closest(tmp_path):
         ('--agent.alpha=-1', 'alpha must be positive'),
         ('--agent.discount=1.5', 'discount must be in'),
         ('--agent.batch_size=600000', 'larger than the dataset'),
+        ('--agent.rho=0.3', "--agent.rho has no effect unless q_agg (or grad_q_agg) = 'pessimistic'"),
     ],
 )
 def test_bad_hyperparameters(bad, msg, tmp_path):

@@ -50,10 +50,12 @@ def add_transition(buffer: dict, transition: dict) -> dict:
 
 def _gather(data: dict, idx: jax.Array, size: jax.Array) -> dict:
     batch = {k: v[idx] for k, v in data.items()}
-    # Next action within the same trajectory (ReBRAC's critic BC term): the next row, or the same action at a
-    # trajectory end. Rows are stored in time order, so row idx+1 follows row idx unless idx ends a trajectory.
-    nxt = jnp.where(idx + 1 < size, idx + 1, idx)
-    batch['next_actions'] = jnp.where(batch['terminals'][:, None] > 0, batch['actions'], data['actions'][nxt])
+    # ReBRAC's critic BC target a' (rows are stored in time order). 'next_actions': the next row's action, also across
+    # an episode end, clamped at the last row (the FQL code base's Dataset.get_subset). 'next_actions_in_episode':
+    # the same action at an episode end instead. Agents that use neither cost nothing (dead code under jit).
+    nxt = data['actions'][jnp.minimum(idx + 1, size - 1)]
+    batch['next_actions'] = nxt
+    batch['next_actions_in_episode'] = jnp.where(batch['terminals'][:, None] > 0, batch['actions'], nxt)
     return batch
 
 

@@ -75,19 +75,23 @@ class VectorField(nn.Module):
 
 
 class GaussianActor(nn.Module):
-    """Diagonal Gaussian policy with a state-independent (or constant, std = 1) standard deviation, as in the IQL /
-    ReBRAC implementations of the FQL code base. `tanh_mean` squashes the mean (ReBRAC's deterministic actor)."""
+    """Diagonal Gaussian policy with a state-independent (or constant, std = 1) standard deviation, as the `Actor` of
+    the FQL code base (utils/networks.py): GELU MLP with an activated last hidden layer, a mean layer initialized at
+    variance scale `final_fc_init_scale` (1e-2 there), log std clipped to [-5, 2]. `tanh_mean` squashes the mean
+    (ReBRAC's tanh-transformed actor, whose mode is tanh(mean)); the FQL code base's IQL actor is not squashed."""
 
     hidden_dims: Sequence[int]
     action_dim: int
     layer_norm: bool = False
     const_std: bool = True
     tanh_mean: bool = True
+    final_fc_init_scale: float = 1e-2
 
     @nn.compact
     def __call__(self, observations):
         h = MLP(self.hidden_dims, activate_final=True, layer_norm=self.layer_norm)(observations)
-        means = nn.Dense(self.action_dim, kernel_init=default_init)(h)
+        mean_init = nn.initializers.variance_scaling(self.final_fc_init_scale, 'fan_avg', 'uniform')
+        means = nn.Dense(self.action_dim, kernel_init=mean_init)(h)
         if self.tanh_mean:
             means = jnp.tanh(means)
         if self.const_std:
