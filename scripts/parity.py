@@ -462,6 +462,7 @@ def main(argv=None) -> int:
     p.add_argument('--phase', choices=('all', 'run', 'compare'), default='all')
     p.add_argument('--out', default='runs/parity')
     p.add_argument('--table', default=None, help='Write the Markdown table here (default: OUT/parity.md).')
+    p.add_argument('--notes', default=None, help='A Markdown file appended to the table (findings, caveats).')
     args = p.parse_args(argv)
     args.sides = args.sides.split(',')
     agents_ = args.agents.split(',')
@@ -518,6 +519,9 @@ def main(argv=None) -> int:
         '',
     ]
     text = '\n'.join(header) + '\n' + '\n'.join(sections)
+    if args.notes:
+        with open(args.notes) as f:
+            text += '\n' + f.read()
     table = args.table or os.path.join(args.out, 'parity.md')
     os.makedirs(os.path.dirname(os.path.abspath(table)), exist_ok=True)
     with open(table, 'w') as f:
