@@ -442,6 +442,19 @@ def released_commit(path: str) -> str:
         return 'unknown'
 
 
+def released_versions(python: str) -> str:
+    """The versions of the packages that decide the released side's numerics (they matter: see fql_repo.md)."""
+    code = (
+        'import importlib.metadata as m\n'
+        "print(', '.join(f'{p} {m.version(p)}' for p in ('jax', 'flax', 'optax', 'distrax', 'numpy', 'ogbench')))"
+    )
+    try:
+        out = subprocess.run([python, '-c', code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return 'unknown'
+    return out.stdout.strip() or 'unknown'
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--released', help='Checkout of the released repository (e.g. seohongpark/fql).')
@@ -504,6 +517,9 @@ def main(argv=None) -> int:
             f'- Released code: `{args.released}` at commit {released_commit(args.released)}, run unedited through a '
             "launcher that sets wandb.init(mode='disabled') (its wandb needs a network), MUJOCO_GL=egl."
         )
+    if args.released_python:
+        versions = released_versions(args.released_python)
+        header.append(f"- Released side's packages (`{args.released_python}`): {versions}")
     try:
         files = dataset_files(args.env_name)
         header.append('- Data (both sides): ' + ', '.join(f'`{os.path.basename(f)}` sha256 {sha256(f)}' for f in files))
