@@ -455,6 +455,16 @@ def released_versions(python: str) -> str:
     return out.stdout.strip() or 'unknown'
 
 
+def _literal(v: str):
+    """A --set value: a Python literal (3, 0.1, True, (256, 256)) or else the string itself ('min')."""
+    import ast
+
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return v
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--released', help='Checkout of the released repository (e.g. seohongpark/fql).')
@@ -489,7 +499,7 @@ def main(argv=None) -> int:
     for s in args.set:
         agent, kv = s.split(':', 1)
         k, v = kv.split('=', 1)
-        overrides[agent][k] = json.loads(v) if v[:1] in '[{"0123456789-tf' and v not in ('min', 'mean') else v
+        overrides[agent][k] = _literal(v)
     configs = {a: tiltbench_config(a, overrides[a]) for a in agents_}
 
     if args.phase in ('all', 'run'):
