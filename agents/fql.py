@@ -7,10 +7,7 @@ import jax.numpy as jnp
 from agents.common.networks import VectorField, euler_flow, flow_matching_loss
 from agents.common.rl import critic_networks, critic_td_loss, normalized_q_loss, require_positive
 from configs.common import base_config
-from configs.presets import fav_table6, with_discount
-
-# OGBench tasks whose released FQL commands use clipped double Q (`--agent.q_agg=min`; README of seohongpark/fql).
-MIN_Q_AGG_TASKS = ('antmaze-large-navigate-', 'antmaze-giant-navigate-')
+from configs.presets import MIN_Q_AGG_TASKS, fav_table6, with_discount
 
 
 def get_config():

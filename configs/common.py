@@ -16,6 +16,9 @@ def base_config(agent_name: str) -> ml_collections.ConfigDict:
             num_critics=2,  # Critic ensemble heads K.
             discount=0.99,  # Discount factor gamma (0.995 for antmaze-giant, humanoidmaze, antsoccer presets).
             tau=0.005,  # Target-network Polyak rate.
+            # Polyak step toward the parameters before this update, as every released code does (its target_update
+            # reads self.network, the agent before the step); False: toward the updated parameters.
+            target_from_old_params=True,
             q_agg='mean',  # Critic target aggregation over heads: 'mean', 'min', or 'pessimistic' (mean - rho*std).
             rho=0.5,  # Pessimism coefficient for q_agg='pessimistic' (QAM Eq. (26)).
             grad_clip_norm=0.0,  # Global-norm gradient clipping (0 = off).
@@ -51,8 +54,26 @@ def validate_common(config) -> None:
 # explicitly where it would be ignored is an error, never silent.
 CONDITIONAL_KEYS = {
     'rho': (
-        "q_agg (or grad_q_agg) = 'pessimistic'",
+        lambda c: f"q_agg (or grad_q_agg) = 'pessimistic' (q_agg is {c.get('q_agg')!r})",
         lambda c: 'pessimistic' in (c.get('q_agg'), c.get('grad_q_agg')),
+    ),
+    # QAM: the released scheme's BAM (agents/bam.py) differentiates the current critic, never the target.
+    'target_critic_grad': (
+        lambda c: f"bam=False or sde_scheme='exact' (bam is {c.get('bam')!r}, sde_scheme {c.get('sde_scheme')!r})",
+        lambda c: not (c.get('bam') and c.get('sde_scheme') == 'released'),
+    ),
+    # VGF: the MaxEnt temperature and the median bandwidth's gradient act only in the MaxEnt form of Eq. (7).
+    'alpha': (
+        lambda c: f'maxent=True (VGF; maxent is {c.get("maxent")!r})',
+        lambda c: c.get('agent_name') != 'vgf' or bool(c.get('maxent')),
+    ),
+    'bandwidth_grad': (
+        lambda c: f'maxent=True and bandwidth=0 (maxent is {c.get("maxent")!r}, bandwidth {c.get("bandwidth")!r})',
+        lambda c: bool(c.get('maxent')) and not c.get('bandwidth'),
+    ),
+    'normalize_r_scale': (
+        lambda c: f'normalize_r=True (normalize_r is {c.get("normalize_r")!r})',
+        lambda c: bool(c.get('normalize_r')),
     ),
 }
 
@@ -61,7 +82,4 @@ def check_explicit_keys(config, explicit) -> None:
     """Raise ValueError for an explicitly set key that the resolved config ignores."""
     for key, (needs, used) in CONDITIONAL_KEYS.items():
         if key in explicit and key in config and not used(config):
-            raise ValueError(
-                f'--agent.{key} has no effect unless {needs} (q_agg is {config.get("q_agg")!r}); set that too or '
-                f'drop --agent.{key}.'
-            )
+            raise ValueError(f'--agent.{key} has no effect unless {needs(config)}; set that too or drop --agent.{key}.')

@@ -70,6 +70,11 @@ def with_discount(env_name: str, values: dict) -> dict:
     return {**values, 'discount': paper_discount(env_name)}
 
 
+# OGBench tasks whose released commands use clipped double Q (`--agent.q_agg=min`): the READMEs of
+# seohongpark/fql (FQL) and Jaewoopudding/FAV fav-offrl (FAV, FAV-Adaptive).
+MIN_Q_AGG_TASKS = ('antmaze-large-navigate-', 'antmaze-giant-navigate-')
+
+
 # QAM paper (Li & Levine), Table 4 domains, matched by the OGBench single-task env-name prefix. The paper used the
 # sparse-reward scene/puzzle variants, the 100M-transition cube-quadruple/puzzle-4x4 datasets and action chunks of 5
 # for the manipulation domains (qam_table3_common.csv); tiltbench applies its per-domain values to the standard

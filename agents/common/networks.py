@@ -12,18 +12,29 @@ import jax.numpy as jnp
 default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
 
 
+ACTIVATIONS = {'gelu': nn.gelu, 'relu': nn.relu, 'swish': nn.swish}
+
+
 class MLP(nn.Module):
+    """Dense layers, each hidden one followed by the activation then LayerNorm (FQL), or LayerNorm then the
+    activation with `ln_first` (the VGF code's MLP)."""
+
     hidden_dims: Sequence[int]
     activate_final: bool = False
     layer_norm: bool = False
+    activation: str = 'gelu'
+    ln_first: bool = False
 
     @nn.compact
     def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
         for i, size in enumerate(self.hidden_dims):
             x = nn.Dense(size, kernel_init=default_init)(x)
             if i + 1 < len(self.hidden_dims) or self.activate_final:
-                x = nn.gelu(x)
-                if self.layer_norm:
+                if self.layer_norm and self.ln_first:
+                    x = nn.LayerNorm()(x)
+                x = act(x)
+                if self.layer_norm and not self.ln_first:
                     x = nn.LayerNorm()(x)
         return x
 
@@ -34,6 +45,8 @@ class Critic(nn.Module):
     hidden_dims: Sequence[int]
     num_heads: int = 2
     layer_norm: bool = True
+    activation: str = 'gelu'
+    ln_first: bool = False
 
     @nn.compact
     def __call__(self, observations, actions):
@@ -46,7 +59,8 @@ class Critic(nn.Module):
             axis_size=self.num_heads,
         )
         x = jnp.concatenate([observations, actions], axis=-1)
-        return ensemble((*self.hidden_dims, 1), activate_final=False, layer_norm=self.layer_norm)(x)[..., 0]
+        mlp = ensemble((*self.hidden_dims, 1), False, self.layer_norm, self.activation, self.ln_first)
+        return mlp(x)[..., 0]
 
 
 class Value(nn.Module):
@@ -67,11 +81,14 @@ class VectorField(nn.Module):
     hidden_dims: Sequence[int]
     action_dim: int
     layer_norm: bool = False
+    activation: str = 'gelu'
+    ln_first: bool = False
 
     @nn.compact
     def __call__(self, observations, x, times=None):
         inputs = [observations, x] if times is None else [observations, x, times]
-        return MLP((*self.hidden_dims, self.action_dim), layer_norm=self.layer_norm)(jnp.concatenate(inputs, -1))
+        mlp = MLP((*self.hidden_dims, self.action_dim), False, self.layer_norm, self.activation, self.ln_first)
+        return mlp(jnp.concatenate(inputs, -1))
 
 
 class GaussianActor(nn.Module):

@@ -93,8 +93,11 @@ class Learner:
         rate = self.config.tau
         if hasattr(self.agent, 'target_update_weight'):
             rate = rate * self.agent.target_update_weight(self.config, state.step)
+        # Polyak step toward the parameters before this update (`target_from_old_params`, the released codes), or
+        # toward the updated ones.
+        source = state.params if self.config.target_from_old_params else params
         target_params = {
-            name: jax.tree_util.tree_map(lambda p, tp: rate * p + (1 - rate) * tp, params[name], tp)
+            name: jax.tree_util.tree_map(lambda p, tp: rate * p + (1 - rate) * tp, source[name], tp)
             for name, tp in state.target_params.items()
         }
         info = dict(info)
