@@ -2,11 +2,13 @@
 trained by amortized Stein variational gradient descent toward p_data(a|s) exp(beta Q(s, a)) (FAV Secs. 5.1-5.3,
 App. A.2). FAV-Adaptive (`--agent=fav_adaptive`) sets the kernel temperature by Scott's rule from the data.
 
-Per state: N particles x_i = pi(s, z_i); Stein transport phi (Eq. (6)) with an RBF kernel of temperature
-tau = 2 sigma^2 (Eq. (9)), the prior score estimated by a KDE over reference actions (Eqs. (15)-(16)), the value
-gradient grad_a Q (autodiff, or the zeroth-order estimate of App. C); the policy regresses onto
-stopgrad(x_i + phi(x_i)) (Eq. (7)). Offline and online the objective is the same; the reference actions are the
-batch's (dataset or replay-buffer) actions.
+Per state: N particles x_i = clip(pi(s, z_i), -1, 1); Stein transport phi (Eq. (6)) with an RBF kernel of
+temperature tau = 2 sigma^2 (Eq. (9)), the prior score estimated by a KDE over reference actions (Eqs. (15)-(16))
+with its normalizer floored at 1e-6, the value gradient grad_a of the mean of the critic heads (autodiff, or the
+zeroth-order estimate of App. C); the policy regresses onto stopgrad(x_i + phi(x_i)) (Eq. (7), mean squared error).
+Offline and online the objective is the same; the reference actions are the batch's (dataset or replay-buffer)
+actions. Defaults follow the released code (github.com/Jaewoopudding/FAV, fav-offrl/agents/fav.py); the paper-text
+versions are switches (`unclamped_kde`, `unclipped_particles`, `grad_q_agg`, `adaptive_bandwidth='dataset'`).
 """
 
 import jax
@@ -17,11 +19,14 @@ from agents.common.kernels import kde_score, rbf
 from agents.common.networks import VectorField
 from agents.common.rl import aggregate_q, critic_networks, critic_td_loss, require_positive
 from configs.common import base_config
-from configs.presets import fav_table6, with_discount
+from configs.presets import MIN_Q_AGG_TASKS, fav_table6, with_discount
 
 ADAPTIVE_BANDWIDTH = ('off', 'dataset', 'batch')
 REF_ACTIONS = ('own', 'batch')
 Q_GRAD = ('autodiff', 'zeroth_order')
+GRAD_Q_AGG = ('mean', 'min', 'pessimistic')
+KDE_FLOOR = 1e-6  # floor of the KDE normalizer Z_p (released fav.py, get_drift)
+SCOTT_STD_FLOOR = 1e-4  # floor of the action std in the per-batch Scott rule (released fav.py, get_adaptive_bandwidth)
 
 
 def get_config(variant=None):
@@ -29,21 +34,34 @@ def get_config(variant=None):
         raise ValueError(f"Unknown FAV variant {variant!r}; valid: None (FAV) or 'adaptive' (FAV-Adaptive).")
     adaptive = variant == 'adaptive'
     config = base_config('fav_adaptive' if adaptive else 'fav')
-    # Tilt strength beta of the target p(a|s) exp(beta Q) (Eq. (1)). Defaults: the most common value in FAV
-    # Table 6 (FAV: 1, FAV-Adaptive: 2); per-task values with `--preset=paper`.
-    config.beta = 2.0 if adaptive else 1.0
+    # Tilt strength beta of the target p(a|s) exp(beta Q) (Eq. (1)). Default 10, the released get_config (for FAV
+    # and FAV-Adaptive alike); per-task values of FAV Table 6 with `--preset=paper`.
+    config.beta = 10.0
     # Kernel temperature tau = 2 sigma^2 of k(x, y) = exp(-||x - y||^2 / tau), shared by the SVGD kernel and the
-    # KDE (Eq. (9)). Default 0.5, the most common value in FAV Table 6. Ignored unless adaptive_bandwidth='off'.
-    config.bandwidth = 0.5
-    # 'off': use `bandwidth`. 'dataset' (FAV-Adaptive, App. A.2): Scott's rule tau = 2 h^2, h = n^(-1/(d_a+4))
-    # * mean_j std(a_j) over the whole offline dataset, n = batch_size, computed once (logged in final.json
-    # 'constants'). 'batch': the same rule with the std of each training batch's actions (the authors' code).
-    config.adaptive_bandwidth = 'dataset' if adaptive else 'off'
-    config.num_particles = 8  # Particles N per state (App. A.2).
-    # Reference actions of the KDE prior score (Eqs. (15)-(16)): 'own' = the state's own batch action (M = 1; the
-    # prior term is then a pull toward it); 'batch' = all B batch actions for every state (M = B; the KDE of the
-    # batch's action marginal, the right reference only when the state carries no information, e.g. a bandit).
+    # KDE (Eq. (9)). Default 1, the released get_config. Ignored unless adaptive_bandwidth='off'.
+    config.bandwidth = 1.0
+    # 'off': use `bandwidth` (released bandwidth_method=fixed). 'batch' (FAV-Adaptive, the released
+    # bandwidth_method=scott): Scott's rule tau = 2 h^2, h = n^(-1/(d_a+4)) * max(mean_j std(a_j), 1e-4) on each
+    # training batch's actions, n = batch_size. 'dataset' (the paper's App. A.2 text): the same rule with the std of
+    # the whole offline dataset, computed once (logged in final.json 'constants').
+    config.adaptive_bandwidth = 'batch' if adaptive else 'off'
+    config.num_particles = 8  # Particles N per state (App. A.2; released gen_multiplier).
+    # Reference actions of the KDE prior score (Eqs. (15)-(16)): 'own' = the state's own batch action (M = 1, the
+    # released code; the prior term is then a pull toward it); 'batch' = all B batch actions for every state (M = B;
+    # the KDE of the batch's action marginal, the right reference only when the state carries no information, e.g. a
+    # bandit).
     config.ref_actions = 'own'
+    # Paper Eq. (6): the self-normalized KDE weights k / sum_m k, however far the references. Off (the released
+    # code): the normalizer Z_p = sum_m k is floored at 1e-6, so far from every reference (Z_p < 1e-6) the pull
+    # toward them fades and the prior score tends to -(2 / tau) x (a pull toward a = 0).
+    config.unclamped_kde = False
+    # Paper Eq. (7) on the raw policy outputs: particles not clipped (Q still evaluated at clip(x)). Off (the
+    # released code): x = clip(pi(s, z), -1, 1) before the drift and the loss, so out-of-range outputs get no
+    # gradient from the loss.
+    config.unclipped_particles = False
+    # Critic-head aggregation of the Q whose action gradient drives the transport: 'mean' (the released code, whatever
+    # q_agg is), 'min' or 'pessimistic' (set it to q_agg for the gradient of the aggregated critic).
+    config.grad_q_agg = 'mean'
     config.use_prior = True  # Ablation (App. F): the prior-alignment (KDE score) term.
     config.use_value = True  # Ablation (App. F): the reward-guidance term beta * grad_a Q.
     config.use_repulsive = True  # Ablation (App. F): the repulsive (diversity) term grad k.
@@ -54,14 +72,24 @@ def get_config(variant=None):
 
 
 def paper_preset(env_name, variant=None):
-    """FAV Table 6: (tau, beta) for FAV; beta for FAV-Adaptive (variant='adaptive'; its tau comes from the data)."""
+    """FAV Table 6: (tau, beta) for FAV; beta for FAV-Adaptive (variant='adaptive'; its tau comes from the data);
+    the discount, and q_agg = min where the released commands (fav-offrl/README.md) pass --agent.q_agg=min."""
     cols = {'beta': 'fav_adaptive_beta'} if variant == 'adaptive' else {'bandwidth': 'fav_tau', 'beta': 'fav_beta'}
-    return with_discount(env_name, fav_table6(env_name, cols))
+    values = with_discount(env_name, fav_table6(env_name, cols))
+    if env_name.startswith(MIN_Q_AGG_TASKS):
+        values['q_agg'] = 'min'
+    return values
 
 
 def validate(config):
     require_positive(config, 'beta', 'bandwidth', 'num_particles', 'zo_num_dirs', 'zo_eta')
-    for key, valid in (('adaptive_bandwidth', ADAPTIVE_BANDWIDTH), ('ref_actions', REF_ACTIONS), ('q_grad', Q_GRAD)):
+    choices = (
+        ('adaptive_bandwidth', ADAPTIVE_BANDWIDTH),
+        ('ref_actions', REF_ACTIONS),
+        ('q_grad', Q_GRAD),
+        ('grad_q_agg', GRAD_Q_AGG),
+    )
+    for key, valid in choices:
         if config[key] not in valid:
             raise ValueError(f'{key} must be one of {", ".join(map(repr, valid))}, got {config[key]!r}.')
 
@@ -76,11 +104,29 @@ def target_networks(config):
 
 
 # ---- FAV math (pure functions over arrays) -------------------------------------------------------------------------
-def scott_bandwidth(actions, n):
-    """FAV-Adaptive (App. A.2): tau = 2 h^2 with Scott's rule h = n^(-1/(d_a+4)) * mean_j Std(a_j), actions
-    (num, d_a). Works on numpy and jax arrays."""
-    h = n ** (-1.0 / (actions.shape[-1] + 4)) * actions.std(axis=0).mean()
+def scott_bandwidth(actions, n, std_floor=0.0):
+    """FAV-Adaptive (App. A.2): tau = 2 h^2 with Scott's rule h = n^(-1/(d_a+4)) * max(mean_j Std(a_j), std_floor),
+    actions (num, d_a). Works on numpy and jax arrays (numpy stays float64 when std_floor = 0)."""
+    std = actions.std(axis=0).mean()
+    if std_floor:
+        std = jnp.maximum(std, std_floor)
+    h = n ** (-1.0 / (actions.shape[-1] + 4)) * std
     return 2.0 * h**2
+
+
+def clamped_kde_score(x, refs, tau, floor=KDE_FLOOR):
+    """The KDE prior score of the released code (fav-offrl/agents/fav.py, get_drift): (2 / tau) (sum_m k_m r_m / Z_p
+    - x), k_m = exp(-||x - r_m||^2 / tau), Z_p = max(sum_m k_m, floor). Where Z_p >= floor it is the
+    self-normalized score of Eqs. (15)-(16) (`kernels.kde_score`); far from every reference the pull toward them
+    fades and the score tends to -(2 / tau) x. x (..., N, d), refs (..., M, d) -> (..., N, d)."""
+    k = rbf(x, refs, tau)  # (..., N, M), not log-sum-exp stabilized (as released)
+    z = jnp.maximum(k.sum(-1, keepdims=True), floor)
+    return (2.0 / tau) * ((k @ refs) / z - x)
+
+
+def prior_score(config, x, refs, tau):
+    """The prior-alignment score: released clamped KDE, or the paper's self-normalized one (`unclamped_kde`)."""
+    return kde_score(x, refs, tau) if config.unclamped_kde else clamped_kde_score(x, refs, tau)
 
 
 def stein_transport(x, prior_score, value_grad, tau, beta, repulsive=True):
@@ -109,22 +155,24 @@ def zeroth_order_grad(f, x, rng, num_dirs, eta):
 
 # ---- agent -----------------------------------------------------------------------------------------------------------
 def q_values(learner, params, observations, actions):
-    """Aggregated Q(s, clip(a)) (config.q_agg over heads) for actions (B, ..., d) of observations (B, obs_dim)."""
+    """Q(s, clip(a)) aggregated over the critic heads by config.grad_q_agg (the released code: their mean, whatever
+    q_agg is) for actions (B, ..., d) of observations (B, obs_dim): the Q whose action gradient drives the drift."""
+    cfg = learner.config
     shape = (observations.shape[0],) + (1,) * (actions.ndim - 2) + (observations.shape[-1],)
     obs = jnp.broadcast_to(observations.reshape(shape), (*actions.shape[:-1], observations.shape[-1]))
     qs = learner.apply('critic', params, obs, jnp.clip(actions, -1.0, 1.0))
-    return aggregate_q(qs, learner.config.q_agg, learner.config.rho)
+    return aggregate_q(qs, cfg.grad_q_agg, cfg.rho)
 
 
 def bandwidth(learner, batch):
-    """The kernel temperature tau for this batch (fixed, Scott's rule on the dataset, or on the batch)."""
+    """The kernel temperature tau for this batch (fixed, Scott's rule on the batch, or on the dataset)."""
     cfg = learner.config
     if cfg.adaptive_bandwidth == 'dataset':
         if 'bandwidth' not in learner.consts:
             raise ValueError("adaptive_bandwidth='dataset' needs the learner constants from fav.constants().")
         return learner.consts['bandwidth']
-    if cfg.adaptive_bandwidth == 'batch':
-        return jnp.maximum(scott_bandwidth(batch['actions'], batch['actions'].shape[0]), 1e-6)
+    if cfg.adaptive_bandwidth == 'batch':  # released get_adaptive_bandwidth(batch['actions'], 'scott')
+        return scott_bandwidth(batch['actions'], batch['actions'].shape[0], SCOTT_STD_FLOOR)
     return cfg.bandwidth
 
 
@@ -133,25 +181,32 @@ def reference_actions(config, actions):
     return actions[:, None, :] if config.ref_actions == 'own' else actions[None]
 
 
+def policy_particles(learner, params, observations, rng):
+    """N raw (unclipped) policy outputs pi(s, z_i), z_i ~ N(0, I), per state: (B, N, d)."""
+    b, n = observations.shape[0], learner.config.num_particles
+    z = jax.random.normal(rng, (b, n, learner.action_dim))
+    return learner.apply('actor', params, jnp.repeat(observations[:, None], n, axis=1), z)
+
+
 def actor_loss(learner, params, observations, references, rng, tau, q_fn):
-    """Eq. (7): mean over states and particles of ||stopgrad(x_i + phi(x_i)) - x_i||^2, x_i = pi(s, z_i).
+    """Eq. (7) as released (Algorithm 1's mse_loss): mean over states, particles and action dimensions of
+    (stopgrad(x_i + phi(x_i)) - x_i)^2, x_i = clip(pi(s, z_i), -1, 1) (unclipped with `unclipped_particles`).
     references: (B or 1, M, d) reference actions; q_fn(a): Q of actions (B, ..., d) of these states, without
     gradient to the critic (built from `state.params` by `loss`)."""
     cfg = learner.config
     noise_rng, zo_rng = jax.random.split(rng)
-    b, n = observations.shape[0], cfg.num_particles
-    z = jax.random.normal(noise_rng, (b, n, learner.action_dim))
-    x = learner.apply('actor', params, jnp.repeat(observations[:, None], n, axis=1), z)  # (B, N, d), unclipped
+    raw = policy_particles(learner, params, observations, noise_rng)
+    x = raw if cfg.unclipped_particles else jnp.clip(raw, -1.0, 1.0)  # released: clipped before drift and loss
     xs = jax.lax.stop_gradient(x)
-    prior = kde_score(xs, references, tau) if cfg.use_prior else None
+    prior = prior_score(cfg, xs, references, tau) if cfg.use_prior else None
     if cfg.use_value and cfg.q_grad == 'autodiff':
         q, grad_q = jax.value_and_grad(lambda a: q_fn(a).sum())(xs)
-        q = q / (b * n)
+        q = q / (xs.shape[0] * xs.shape[1])
     else:
         q = q_fn(xs).mean()
         grad_q = zeroth_order_grad(q_fn, xs, zo_rng, cfg.zo_num_dirs, cfg.zo_eta) if cfg.use_value else None
     phi = stein_transport(xs, prior, grad_q, tau, cfg.beta, cfg.use_repulsive)
-    loss = jnp.mean(jnp.sum((jax.lax.stop_gradient(xs + phi) - x) ** 2, axis=-1))
+    loss = jnp.mean((jax.lax.stop_gradient(xs + phi) - x) ** 2)
 
     def norm(v):
         return jnp.mean(jnp.linalg.norm(v, axis=-1)) if v is not None else jnp.zeros(())
@@ -163,15 +218,16 @@ def actor_loss(learner, params, observations, references, rng, tau, q_fn):
         'actor/prior_norm': norm(prior),
         'actor/grad_q_norm': norm(grad_q),
         'actor/bandwidth': jnp.asarray(tau, jnp.float32),
+        'actor/abs_mean': jnp.mean(jnp.abs(xs)),
         'actor/particle_std': jnp.mean(jnp.std(xs, axis=1)),
-        'actor/out_of_range': jnp.mean(jnp.abs(xs) > 1.0),
+        'actor/out_of_range': jnp.mean(jnp.abs(jax.lax.stop_gradient(raw)) > 1.0),
     }
     return loss, info
 
 
 def loss(learner, params, state, batch, rng):
     next_rng, actor_rng = jax.random.split(rng)
-    # Critic: y = r + gamma (1 - d) agg_k Q_target_k(s', a'), a' ~ pi(s') (App. A.2).
+    # Critic: y = r + gamma (1 - d) agg_k Q_target_k(s', a'), a' ~ pi(s'), agg = q_agg (App. A.2; released critic_loss).
     next_actions = sample_actions(learner, state.params, batch['next_observations'], next_rng)
     critic_loss, info = critic_td_loss(learner, params, state, batch, next_actions)
     obs = batch['observations']
@@ -182,6 +238,8 @@ def loss(learner, params, state, batch, rng):
 
     a_loss, a_info = actor_loss(learner, params, obs, refs, actor_rng, bandwidth(learner, batch), q_fn)
     info.update(a_info)
+    if learner.config.adaptive_bandwidth == 'batch':  # the released code logs it as actor/bandwidth_std
+        info['actor/action_std'] = batch['actions'].std(axis=0).mean()
     return critic_loss + a_loss, info
 
 
@@ -200,6 +258,7 @@ def constants(config, dataset):
 
 
 def sample_actions(learner, params, observations, rng, temperature=1.0):
-    """a = clip(pi(s, z), -1, 1), z ~ N(0, I): the stochastic policy (fresh noise also at evaluation, as FQL)."""
+    """a = clip(pi(s, z), -1, 1), z ~ N(0, I): the stochastic policy (fresh noise also at evaluation, as the released
+    sample_actions, which ignores the temperature)."""
     noises = jax.random.normal(rng, (*observations.shape[:-1], learner.action_dim))
     return jnp.clip(learner.apply('actor', params, observations, noises), -1.0, 1.0)
