@@ -2,8 +2,7 @@
 of radius sigma_a, with SAC entropy tuning. Everything but the config and the preset lives in agents/qam.py."""
 
 from agents.qam import get_config as _get_config
-from agents.qam import loss, networks, sample_actions, target_networks, validate  # noqa: F401
-from configs.presets import qam_rho, qam_table4, with_discount
+from agents.qam import loss, networks, released_preset, sample_actions, target_networks, validate  # noqa: F401
 
 
 def get_config():
@@ -11,6 +10,6 @@ def get_config():
 
 
 def paper_preset(env_name):
-    """QAM Table 4 (tau, sigma_a) of the domain; sigma_a = 0 is plain QAM (Table 5)."""
-    values = qam_table4(env_name, {'inv_temp': 'qam_edit_tau', 'sigma_a': 'qam_edit_sigma_a'})
-    return with_discount(env_name, {**values, 'rho': qam_rho(env_name)})
+    """(tau, sigma_a) of the domain: QAM Table 4, replaced by the released experiments/reproduce.py where it differs
+    (agents/qam.py REPRODUCE_PY); sigma_a = 0 is plain QAM (Table 5)."""
+    return released_preset('qam_edit', env_name, {'inv_temp': 'qam_edit_tau', 'sigma_a': 'qam_edit_sigma_a'})

@@ -4,8 +4,7 @@ acting and for the critic targets. Everything but the config and the preset live
 import math
 
 from agents.qam import get_config as _get_config
-from agents.qam import loss, networks, sample_actions, target_networks, validate  # noqa: F401
-from configs.presets import qam_rho, qam_table4, with_discount
+from agents.qam import loss, networks, released_preset, sample_actions, target_networks, validate  # noqa: F401
 
 
 def get_config():
@@ -13,9 +12,11 @@ def get_config():
 
 
 def paper_preset(env_name):
-    """QAM Table 4 (tau, alpha) of the domain. The table's alpha = inf and alpha = 0 (cube-double) both mean plain QAM
-    (Table 5; the QAM code disables the one-step policy at fql_alpha = 0), i.e. alpha = inf here."""
-    values = qam_table4(env_name, {'inv_temp': 'qam_fql_tau', 'alpha': 'qam_fql_alpha'})
+    """(tau, alpha) of the domain: QAM Table 4, replaced by the released experiments/reproduce.py where it differs
+    (agents/qam.py REPRODUCE_PY). alpha = inf (Table 4) and alpha = 0 (Table 4's cube-double, reproduce.py's
+    fql_alpha=0) both mean plain QAM (Table 5; the released code disables the one-step policy at fql_alpha = 0), i.e.
+    alpha = inf here."""
+    values = released_preset('qam_fql', env_name, {'inv_temp': 'qam_fql_tau', 'alpha': 'qam_fql_alpha'})
     if values['alpha'] == 0.0:
         values['alpha'] = math.inf
-    return with_discount(env_name, {**values, 'rho': qam_rho(env_name)})
+    return values
