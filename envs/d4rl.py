@@ -217,6 +217,29 @@ def _d4rl_transitions(raw: dict[str, np.ndarray], source: str) -> tuple[dict[str
     return ds, stats
 
 
+def return_range_scale(raw: dict[str, np.ndarray], horizon: int = 1000) -> float | None:
+    """Reward scale 1000 / (max - min episode return) of `--normalize_r` in the VGF code (envs/d4rl_utils.py,
+    get_dataset / return_range; IQL's locomotion normalization), on the rows d4rl.qlearning_dataset keeps: all but
+    the last row, without the timeout rows. An episode there ends at a true terminal or after `horizon` rows (so it
+    can straddle a timeout); the trailing unfinished one is not counted. Files without timeouts (D4RL v2 files have
+    them) keep every row but the last. None without two distinct returns."""
+    n = len(raw['rewards'])
+    keep = np.arange(n) < n - 1
+    if 'timeouts' in raw:
+        keep &= ~(np.asarray(raw['timeouts']).reshape(n) > 0)
+    rewards = np.asarray(raw['rewards'], np.float32).reshape(n)[keep].astype(np.float64)
+    done = (np.asarray(raw['terminals']).reshape(n) > 0)[keep]
+    # position of each row in its terminal-delimited segment; an episode ends at a terminal or every `horizon` rows
+    idx = np.arange(len(rewards))
+    seg_start = np.maximum.accumulate(np.where(np.concatenate([[True], done[:-1]]), idx, 0)) if len(idx) else idx
+    ends = np.flatnonzero(done | ((idx - seg_start + 1) % horizon == 0))
+    if len(ends) == 0:
+        return None
+    returns = np.add.reduceat(rewards[: ends[-1] + 1], np.concatenate([[0], ends[:-1] + 1]))
+    lo, hi = float(returns.min()), float(returns.max())
+    return 1000.0 / (hi - lo) if hi > lo else None
+
+
 def make_d4rl_task(name: str, dataset_path: str | None = None) -> Task:
     """Task from an original D4RL v2 hdf5 file (`dataset_path`, else ~/.d4rl/datasets/{name}.hdf5 or d4rl's name)."""
     if not is_d4rl_name(name):
@@ -236,6 +259,9 @@ def make_d4rl_task(name: str, dataset_path: str | None = None) -> Task:
     except (ValueError, TypeError) as e:  # e.g. rewards of shape (N, 2)
         raise DatasetError(f'{path}: malformed D4RL arrays ({e}); is this a D4RL v2 file?') from None
     is_antmaze = name.startswith('antmaze-')
+    # VGF's `normalize_r` reward scale, a task config default (the rewards stay as they are): 1000 / return range on
+    # locomotion, 1 on antmaze (the VGF code only shifts antmaze rewards).
+    normalize_r_scale = 1.0 if is_antmaze else return_range_scale(raw)
     if is_antmaze:
         ds['rewards'] = ds['rewards'] - 1.0
     train = check_dataset(ds, path)
@@ -274,6 +300,7 @@ def make_d4rl_task(name: str, dataset_path: str | None = None) -> Task:
             'ref_min_score': ref_min,
             'ref_max_score': ref_max,
             **stats,
+            **({'config_defaults': {'normalize_r_scale': normalize_r_scale}} if normalize_r_scale else {}),
         },
     )
 
