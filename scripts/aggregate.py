@@ -14,6 +14,10 @@ split into tables by evaluation protocol, and a table never mixes protocols or b
   Score = mean of the last three evaluations (of each phase, offline-to-online). One table per budget; the table
   header says REDUCED and lists the budget and the exact commands from config.json.
 
+`--final_evals=N` scores every run instead by the mean of its final N evaluations (of each phase): the VGF paper's
+protocol with N = 10 ("averaged over the final 10 evaluations", Tables 1-2). The tables (full / reduced) stay as
+above; their titles say the rule.
+
 Per task: mean over seeds and a 95% percentile-bootstrap confidence interval over seeds (10,000 resamples). Per
 environment family: mean over tasks of the per-task means, with a stratified bootstrap (seeds resampled within each
 task). Published numbers are read from results/reference/ (see its README) and joined on task and method name.
@@ -148,6 +152,10 @@ PROTOCOLS = (
     ),
 )
 REDUCED_RULE = 'score = mean of the last three evaluations{phase} (the FQL rule for runs without the protocol steps)'
+FINAL_EVALS_RULE = (
+    'score = mean of the final {n} evaluations{phase} (the VGF paper: "averaged over the final 10 evaluations"; a run '
+    'with fewer has the mean of all of its own)'
+)
 
 
 @dataclasses.dataclass
@@ -165,6 +173,7 @@ class RunData:
     protocol: Protocol | None = None  # None: reduced
     reasons: tuple = ()  # why not full protocol
     scores: dict = dataclasses.field(default_factory=dict)  # metric -> score under the table's rule
+    n_final: int = 0  # evaluations of the shortest phase (for the final-N rule)
 
     @property
     def o2o(self) -> bool:
@@ -207,16 +216,24 @@ def classify(r: RunData) -> tuple[Protocol | None, tuple]:
     return None, tuple(reasons)
 
 
-def protocol_scores(evals, protocol: Protocol | None, o2o: bool) -> dict:
-    """{metric: score}: offline tables have 'score'; offline-to-online tables 'offline' and 'online'."""
+def protocol_scores(evals, protocol: Protocol | None, o2o: bool, final_evals: int = 0) -> dict:
+    """{metric: score}: offline tables have 'score'; offline-to-online tables 'offline' and 'online'. With
+    final_evals = N > 0: the mean of the final N evaluations of each phase (VGF protocol, N = 10), whatever the
+    protocol."""
     by_phase = collections.defaultdict(list)
     for step, phase, score in evals:
         by_phase[phase].append((step, score))
 
-    def last3(phase):
+    def last(phase, k=3):
         s = [sc for _, sc in by_phase[phase]]
-        return float(np.mean(s[-3:])) if s else math.nan
+        return float(np.mean(s[-k:])) if s else math.nan
 
+    def last3(phase):
+        return last(phase, 3)
+
+    if final_evals > 0:
+        phases = {'offline': 'offline', 'online': 'online'} if o2o else {'score': 'offline'}
+        return {metric: last(phase, final_evals) for metric, phase in phases.items()}
     if not o2o:
         if protocol is None:
             return {'score': last3('offline')}
@@ -253,7 +270,7 @@ def read_evals(path: str) -> list:
     return rows
 
 
-def load_run(path: str) -> tuple[RunData | None, str]:
+def load_run(path: str, final_evals: int = 0) -> tuple[RunData | None, str]:
     """(run, '') or (None, reason it is excluded)."""
 
     def read(name):
@@ -286,7 +303,8 @@ def load_run(path: str) -> tuple[RunData | None, str]:
         wall_time=final.get('wall_time_s'),
     )
     r.protocol, r.reasons = classify(r)
-    r.scores = protocol_scores(r.evals, r.protocol, r.o2o)
+    r.scores = protocol_scores(r.evals, r.protocol, r.o2o, final_evals)
+    r.n_final = min((sum(ph == p for _, ph, _ in r.evals) for p in (('offline', 'online') if r.o2o else ('offline',))))
     return r, ''
 
 
@@ -434,15 +452,16 @@ class Table:
     family_rows: list = dataclasses.field(default_factory=list)
     ref_task_cols: list = dataclasses.field(default_factory=list)  # sources with a match
     ref_family_cols: list = dataclasses.field(default_factory=list)
+    final_evals: int = 0  # > 0: scores are the mean of the final N evaluations (--final_evals)
 
     @property
     def full(self) -> bool:
         return self.key[0] == 'full'
 
 
-def build_table(key, runs: list[RunData], sources: list[Source], n_boot: int) -> Table:
+def build_table(key, runs: list[RunData], sources: list[Source], n_boot: int, final_evals: int = 0) -> Table:
     o2o = runs[0].o2o
-    t = Table(key, group_id(key), runs, ('offline', 'online') if o2o else ('score',))
+    t = Table(key, group_id(key), runs, ('offline', 'online') if o2o else ('score',), final_evals=final_evals)
     labels = variant_labels(runs)
     cells = collections.defaultdict(list)  # (task, label) -> runs
     for r in runs:
@@ -557,13 +576,22 @@ def commands(runs: list[RunData]) -> list[str]:
 
 
 def table_title(t: Table) -> str:
+    if t.final_evals:
+        o2o = t.runs[0].o2o
+        rule = FINAL_EVALS_RULE.format(n=t.final_evals, phase=' of each phase' if o2o else '')
+        short = sum(r.n_final < t.final_evals for r in t.runs)
+        rule += f'; {short} of {len(t.runs)} runs have fewer than {t.final_evals}' if short else ''
     if t.full:
-        return next(p.title for p in PROTOCOLS if p.key == t.key[1])
+        title = next(p.title for p in PROTOCOLS if p.key == t.key[1])
+        return (
+            f"{re.split('; scores? =', title)[0]}; {rule} (instead of the protocol's rule)" if t.final_evals else title
+        )
     _, kind, off, on, interval, episodes, gen = t.key
     budget = f'offline_steps={off}, online_steps={on}, eval_interval={interval}, eval_episodes={episodes}, ' + (
         f'generate_episodes={gen} (smaller dataset generated locally)' if gen is not None else 'no --generate_episodes'
     )
-    rule = REDUCED_RULE.format(phase=' of each phase' if kind == 'o2o' else ' of the offline phase')
+    if not t.final_evals:
+        rule = REDUCED_RULE.format(phase=' of each phase' if kind == 'o2o' else ' of the offline phase')
     return (
         f"REDUCED budget, {'offline-to-online' if kind == 'o2o' else 'offline'}: NOT the papers' protocol, "
         f'numbers are not comparable to the published ones. Budget (from config.json): {budget}. {rule}.'
@@ -588,6 +616,7 @@ def _csv_cell(v):
 
 def table_csvs(t: Table, out: str) -> tuple[str, str]:
     meta = dict(table=t.id, protocol='full' if t.full else 'reduced')
+    meta['score_rule'] = f'final{t.final_evals}' if t.final_evals else ('protocol' if t.full else 'last3')
     meta.update({k: t.runs[0].flags.get(k) for k in BUDGET_KEYS if not t.full})  # constant within a reduced table
     paths = []
     for level, rows, srcs in (('tasks', t.task_rows, t.ref_task_cols), ('families', t.family_rows, t.ref_family_cols)):
@@ -725,12 +754,18 @@ def dedupe(runs: list[RunData]) -> tuple[list[RunData], list[tuple[str, str]]]:
 
 
 def aggregate(
-    runs_dir: str, out: str, ref_dir: str, n_boot: int = N_BOOT, plots: bool = True, cmdline: str = ''
+    runs_dir: str,
+    out: str,
+    ref_dir: str,
+    n_boot: int = N_BOOT,
+    plots: bool = True,
+    cmdline: str = '',
+    final_evals: int = 0,
 ) -> dict:
     os.makedirs(out, exist_ok=True)
     runs, excluded = [], []
     for path in find_run_dirs(runs_dir):
-        r, why = load_run(path)
+        r, why = load_run(path, final_evals)
         (runs.append(r) if r else excluded.append((path, why)))
     runs, dup = dedupe(runs)
     excluded += dup
@@ -740,7 +775,7 @@ def aggregate(
         groups[group_key(r)].append(r)
     rank = {p.key: i for i, p in enumerate(PROTOCOLS)}
     order = sorted(groups, key=lambda k: (k[0] != 'full', rank.get(k[1], 0), str(k)))
-    tables = [build_table(k, groups[k], sources, n_boot) for k in order]
+    tables = [build_table(k, groups[k], sources, n_boot, final_evals) for k in order]
     md = [
         f'# tiltbench results: {os.path.basename(os.path.normpath(out))}',
         '',
@@ -792,12 +827,20 @@ def main(argv=None) -> int:
     )
     p.add_argument('--n_boot', type=int, default=N_BOOT, help='Bootstrap resamples.')
     p.add_argument('--no_plots', action='store_true', help='Skip the learning-curve PNGs.')
+    p.add_argument(
+        '--final_evals',
+        type=int,
+        default=0,
+        help='Score = mean of the final N evaluations of each phase (the VGF paper: 10); 0 = the protocol rules.',
+    )
     args = p.parse_args(argv)
+    if args.final_evals < 0:
+        p.error(f'--final_evals must be >= 0, got {args.final_evals}.')
     if not os.path.isdir(args.runs):
         print(f'error: --runs={args.runs} is not a directory.', file=sys.stderr)
         return 2
     cmdline = 'python scripts/aggregate.py ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    res = aggregate(args.runs, args.out, args.reference, args.n_boot, not args.no_plots, cmdline)
+    res = aggregate(args.runs, args.out, args.reference, args.n_boot, not args.no_plots, cmdline, args.final_evals)
     for t in res['tables']:
         print(
             f'{t.id}: {"full protocol" if t.full else "REDUCED"}, {len(t.runs)} runs, {len(t.task_rows)} '

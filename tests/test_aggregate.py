@@ -195,6 +195,54 @@ def test_protocol_step_selection(tmp_path):
     assert r.scores['online'] == pytest.approx(at(r.evals, (4 * K, 4500, 5 * K), 'online'))
 
 
+def test_final_evals_option_is_the_vgf_protocol(tmp_path):
+    """--final_evals=10: every score is the mean of the run's final 10 evaluations of each phase (VGF Tables 1-2),
+    whatever the table's protocol; a run with fewer evaluations averages all of its own."""
+
+    def sc(s):
+        return s / 10_000
+
+    def final_mean(evals, n, phase='offline'):  # the slow way: walk back from the end
+        picked = []
+        for s, ph, score in reversed(evals):
+            if ph == phase and len(picked) < n:
+                picked.append(score)
+        return sum(picked) / len(picked)
+
+    runs = tmp_path / 'runs'
+    task = 'hopper-medium-v2'
+    full_evals = {seed: offline_evals(1000 * K, 50 * K, lambda s, seed=seed: sc(s) + seed) for seed in range(2)}
+    for seed, ev in full_evals.items():  # D4RL at 1M steps, an evaluation every 50K (the VGF scripts)
+        make_run(runs, 'vgf', task, seed, 1000 * K, ev, eval_interval=50 * K)
+    short = offline_evals(4 * K, K, sc)  # 4 evaluations only
+    make_run(runs, 'vgf', task, 5, 4 * K, short, eval_interval=K, eval_episodes=5)
+    o2o_ev = offline_evals(1000 * K, 50 * K, sc) + [(s, 'online', sc(s) + 7) for s in range(1050 * K, 2001 * K, 50 * K)]
+    o2o = make_run(runs, 'vgf', 'cube-single-play-singletask-task2-v0', 0, 1000 * K, o2o_ev, online_steps=1000 * K)
+
+    r, _ = agg.load_run(o2o, final_evals=10)
+    assert r.protocol.key == 'ogbench_o2o'
+    assert r.scores['offline'] == pytest.approx(final_mean(o2o_ev, 10))
+    assert r.scores['online'] == pytest.approx(final_mean(o2o_ev, 10, 'online'))
+    assert agg.load_run(o2o)[0].scores['online'] == pytest.approx(sc(2000 * K) + 7)  # default: the protocol's rule
+
+    out = tmp_path / 'out'
+    agg.aggregate(str(runs), str(out), REF, n_boot=200, plots=False, final_evals=10)
+    rows = read_csv(out / 'd4rl_offline_1M_tasks.csv')
+    assert rows[0]['score_rule'] == 'final10'
+    expected = np.mean([final_mean(ev, 10) for ev in full_evals.values()])
+    assert num(rows[0]['score_mean']) == pytest.approx(expected)
+    assert expected != pytest.approx(
+        np.mean([np.mean([sc(s) + k for s in (800 * K, 900 * K, 1000 * K)]) for k in (0, 1)])
+    )
+    reduced = [f for f in os.listdir(out) if f.startswith('reduced_offline') and f.endswith('_tasks.csv')]
+    assert num(read_csv(out / reduced[0])[0]['score_mean']) == pytest.approx(final_mean(short, 10))  # all 4
+    md = (out / 'README.md').read_text()
+    assert 'score = mean of the final 10 evaluations' in md and '1 of 1 runs have fewer than 10' in md
+    assert 'mean of the evaluations at 800K' not in md
+    with pytest.raises(SystemExit):
+        agg.main([f'--runs={runs}', f'--out={out}', '--final_evals=-1'])
+
+
 # ---- tables --------------------------------------------------------------------------------------------------------
 def test_reduced_runs_are_labeled_and_never_mixed_with_full_ones(tmp_path):
     runs = tmp_path / 'runs'
