@@ -8,7 +8,9 @@ An agent module defines (the protocol of agents/common/trainer.py):
   sample_actions(learner, params, observations, rng, temperature=1.0, **eval_kwargs) -> actions
 optional:
   validate(config)                                    raise ValueError for bad hyperparameters
-  paper_preset(env_name[, variant]) -> dict           per-task paper values (`--preset=paper`)
+  paper_preset(env_name[, variant][, setting]) -> dict per-task paper values (`--preset=paper`); a preset that
+                                                      differs between offline and offline-to-online runs (the
+                                                      released scripts of VGF) takes setting='offline' / 'off2on'
   constants(config, dataset) -> dict                  arrays computed once from the offline data
   target_update_weight(config, step) -> scalar        e.g. ReBRAC's actor delay
   eval_variants(config) -> [(label, kwargs)]          several evaluations per eval step (VGF's L_test sweep)
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 
 # name -> (module, config variant passed to get_config, or None)
 AGENTS = {
@@ -56,11 +59,15 @@ def get_config(name: str):
     return mod.get_config() if variant is None else mod.get_config(variant)
 
 
-def paper_preset(name: str, env_name: str) -> dict:
-    """Per-task paper hyperparameters of agent `name` for `env_name` (the registry's variant is passed on)."""
+def paper_preset(name: str, env_name: str, online: bool = False) -> dict:
+    """Per-task paper hyperparameters of agent `name` for `env_name` (the registry's variant is passed on), for an
+    offline run or (`online`) an offline-to-online one where the agent's preset tells them apart."""
     check_name(name)
     module, variant = AGENTS[name]
     mod = importlib.import_module(module)
     if not hasattr(mod, 'paper_preset'):
         raise ValueError(f'Agent {name!r} has no paper preset.')
-    return mod.paper_preset(env_name) if variant is None else mod.paper_preset(env_name, variant)
+    args = (env_name,) if variant is None else (env_name, variant)
+    if 'setting' in inspect.signature(mod.paper_preset).parameters:
+        return mod.paper_preset(*args, setting='off2on' if online else 'offline')
+    return mod.paper_preset(*args)

@@ -41,8 +41,9 @@ FLAG_NAMES = (
 )
 
 
-def resolve_config(agent_mod, config, task, preset: str, explicit: set[str]):
-    """Apply the task's default sizes and the paper preset to every key not set explicitly on the command line."""
+def resolve_config(agent_mod, config, task, preset: str, explicit: set[str], online: bool = False):
+    """Apply the task's default sizes and the paper preset (of an offline-to-online run when `online`) to every key
+    not set explicitly on the command line."""
     config = config.copy_and_resolve_references()
     applied = {}
     with config.unlocked():
@@ -51,7 +52,7 @@ def resolve_config(agent_mod, config, task, preset: str, explicit: set[str]):
                 config[k] = v
                 applied[k] = v
         if preset == 'paper':
-            for k, v in agents.paper_preset(config.agent_name, task.name).items():
+            for k, v in agents.paper_preset(config.agent_name, task.name, online).items():
                 if k not in explicit:
                     config[k] = _cast(config[k], v)
                     applied[k] = config[k]
@@ -167,7 +168,7 @@ def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
             generate=f.generate,
             generate_episodes=f.generate_episodes,
         )
-        config, applied = resolve_config(agent_mod, config, task, f.preset, explicit)
+        config, applied = resolve_config(agent_mod, config, task, f.preset, explicit, online=f.online_steps > 0)
         check_explicit_keys(config, explicit)
         validate(agent_mod, config, task, f)
         runs, resume = _prepare_run_dirs(f, agent_name, config, flags_dict)

@@ -550,6 +550,11 @@ def test_preset_applies_through_resolve_config():
     assert config.vgf_step_size == 0.1 and 'vgf_step_size' not in applied  # explicit flag wins (the default here)
     assert config.q_agg == 'mean' and config.discount == 0.99 and config.alpha == 0.2
     assert not config.normalize_r and config.maxent
+    # an offline-to-online run (main.py: --online_steps > 0) gets run_vgf_off2on_ogbench.sh's alpha
+    online, applied = resolve_config(vgf, agents.get_config('vgf'), task, 'paper', set(), online=True)
+    assert online.alpha == 1.0 and applied['alpha'] == 1.0 and online.train_vgf_steps == config.train_vgf_steps
+    assert agents.paper_preset('vgf', task.name, online=True) == vgf.paper_preset(task.name, 'off2on')
+    assert agents.paper_preset('fql', task.name, online=True) == agents.paper_preset('fql', task.name)
 
 
 @pytest.mark.parametrize(
