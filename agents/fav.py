@@ -55,9 +55,9 @@ def get_config(variant=None):
     # code): the normalizer Z_p = sum_m k is floored at 1e-6, so far from every reference (Z_p < 1e-6) the pull
     # toward them fades and the prior score tends to -(2 / tau) x (a pull toward a = 0).
     config.unclamped_kde = False
-    # Paper Eq. (7) on the raw policy outputs: particles not clipped (Q still evaluated at clip(x)). Off (the
-    # released code): x = clip(pi(s, z), -1, 1) before the drift and the loss, so out-of-range outputs get no
-    # gradient from the loss.
+    # Paper Eq. (7) on the raw policy outputs: particles not clipped (Q evaluated at clip(x)). Off (the released
+    # code): x = clip(pi(s, z), -1, 1) before the drift and the loss, so out-of-range outputs get no gradient from
+    # the loss, and grad Q is taken at x itself.
     config.unclipped_particles = False
     # Critic-head aggregation of the Q whose action gradient drives the transport: 'mean' (the released code, whatever
     # q_agg is), 'min' or 'pessimistic' (set it to q_agg for the gradient of the aggregated critic).
@@ -155,12 +155,15 @@ def zeroth_order_grad(f, x, rng, num_dirs, eta):
 
 # ---- agent -----------------------------------------------------------------------------------------------------------
 def q_values(learner, params, observations, actions):
-    """Q(s, clip(a)) aggregated over the critic heads by config.grad_q_agg (the released code: their mean, whatever
-    q_agg is) for actions (B, ..., d) of observations (B, obs_dim): the Q whose action gradient drives the drift."""
+    """Q(s, a) aggregated over the critic heads by config.grad_q_agg (the released code: their mean, whatever q_agg
+    is) for actions (B, ..., d) of observations (B, obs_dim): the Q whose action gradient drives the drift. The
+    particles are already clipped (released get_drift differentiates Q at them as they are: a particle on the bound
+    gets the full one-sided gradient, where jnp.clip's derivative there would be 1/2); with `unclipped_particles`,
+    Q(s, clip(a))."""
     cfg = learner.config
     shape = (observations.shape[0],) + (1,) * (actions.ndim - 2) + (observations.shape[-1],)
     obs = jnp.broadcast_to(observations.reshape(shape), (*actions.shape[:-1], observations.shape[-1]))
-    qs = learner.apply('critic', params, obs, jnp.clip(actions, -1.0, 1.0))
+    qs = learner.apply('critic', params, obs, jnp.clip(actions, -1.0, 1.0) if cfg.unclipped_particles else actions)
     return aggregate_q(qs, cfg.grad_q_agg, cfg.rho)
 
 

@@ -499,3 +499,28 @@ def test_main_fav_adaptive_offline_and_online_with_options(tmp_path):
         assert json.load(f)['config']['adaptive_bandwidth'] == 'dataset'
     rows = read_csv(run_dir / 'train.csv')
     np.testing.assert_allclose([float(r['actor/bandwidth']) for r in rows], tau, rtol=1e-5)
+
+
+@pytest.mark.parametrize('unclipped', [False, True])
+def test_value_gradient_on_the_action_bound_is_the_released_one(unclipped):
+    """Particles clipped to exactly +-1: released get_drift differentiates Q at them unclipped (the full gradient;
+    jnp.clip's derivative on the bound is 1/2). `unclipped_particles`: Q(s, clip(x)), 1/2 on the bound, 0 beyond."""
+    config = _tiny_config(num_critics=2, **({'unclipped_particles': True} if unclipped else {}))
+    learner = Learner(fav, config, 3, 2)
+    params = learner.init(jax.random.PRNGKey(21)).params
+    obs = np.random.default_rng(22).normal(size=(2, 3))
+    x = np.array([[[1.0, -1.0], [0.3, 1.0]], [[-1.0, 0.2], [1.5, -0.4]]])  # on the bounds and (last) beyond
+    cparams = jax.tree_util.tree_map(np.asarray, params['critic']['VmapMLP_0'])
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
+        g = np.asarray(jax.grad(lambda a: fav.q_values(learner, p64, jnp.asarray(obs), a).sum())(jnp.asarray(x)))
+    ref = _np_grad_q(cparams, obs, x, lambda q: q.mean(0))  # Q at x itself, the released formula
+    inside, on, beyond = np.abs(x) < 1, np.abs(x) == 1, np.abs(x) > 1
+    if not unclipped:
+        np.testing.assert_allclose(g, ref, rtol=1e-5, atol=1e-8)
+        assert np.all(np.abs(ref[on]) > 1e-4)  # so the two cases differ on the bound
+    else:  # the gradient of Q(s, clip(x)): full inside, 1/2 on the bound, 0 beyond (Q is flat there)
+        ref_c = _np_grad_q(cparams, obs, np.clip(x, -1, 1), lambda q: q.mean(0))
+        np.testing.assert_allclose(g[inside], ref_c[inside], rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(g[on], 0.5 * ref_c[on], rtol=1e-5, atol=1e-8)
+        assert np.all(g[beyond] == 0)
