@@ -39,6 +39,13 @@ AGENT_ARGS = {
     'qam_fav': (['--agent.inv_temp=1'], "inverse temperature 1; the FAV paper's 2-head QAM"),
     'vgf': ([], 'L_train from --vgf_train_steps; best-of-N after L_test steps'),
 }
+# Paper-text switches (README's switch table), one extra row each beside the agent's released-code default row:
+# agent -> [(row name, extra flags added to the agent's, what the row is)].
+SWITCH_ROWS = {
+    'qam': [('qam_exact', ['--agent.sde_scheme=exact'], 'exact SDE integrator (`sde_scheme=exact`)')],
+    'fav': [('fav_unclamped', ['--agent.unclamped_kde=True'], 'self-normalized KDE of Eq. (6) (`unclamped_kde`)')],
+    'vgf': [('vgf_L{L}_nomaxent', ['--agent.maxent=False'], 'w/o MaxEnt (`maxent=False`, the paper text)')],
+}
 
 
 def run(agent, extra, name, a):
@@ -90,6 +97,12 @@ def main():
     p.add_argument('--steps', type=int, default=20_000)
     p.add_argument('--seeds', type=int, default=3)
     p.add_argument('--vgf_train_steps', default='1,3,5', help='L_train values for VGF (one run each)')
+    p.add_argument(
+        '--switches',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='Also a row per paper-text switch of SWITCH_ROWS (QAM exact scheme, FAV unclamped KDE, VGF w/o MaxEnt).',
+    )
     p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'toy'))
     p.add_argument('--out', default=os.path.join(ROOT, 'results', 'toy_8gaussians'))
     a = p.parse_args()
@@ -109,6 +122,12 @@ def main():
                 )
                 for L in a.vgf_train_steps.split(',')
             ]
+        if a.switches:  # one switch row per default row (per L_train for VGF)
+            switched = []
+            for row, more, how in SWITCH_ROWS.get(agent, []):
+                for (flags, name, what), L in zip(variants, a.vgf_train_steps.split(',')):
+                    switched.append((flags + more, row.format(L=L), f'{what}; {how}'))
+            variants += switched
         for flags, name, what in variants:
             res = run(agent, flags, name, a)
             if res is None:
@@ -154,7 +173,9 @@ def main():
         'never uses the next action (mask 0), so VGF L_train has no effect; the primary VGF row is L_test = '
         'L_train. Lower TV is better; the target '
         f'has mean reward {tgt_reward:.3f}. Made by `python scripts/toy_table.py --agents={a.agents} '
-        f'--steps={a.steps} --seeds={a.seeds} --vgf_train_steps={a.vgf_train_steps}`.',
+        f'--steps={a.steps} --seeds={a.seeds} --vgf_train_steps={a.vgf_train_steps}'
+        f'{"" if a.switches else " --no-switches"}`. Rows without a suffix are the released-code defaults; a '
+        "suffixed row is one paper-text switch of the README's switch table.",
         '',
         '| method | TV to target ↓ (± 95% CI) | mean reward (± 95% CI) | outlier fraction | setting |',
         '|---|---|---|---|---|',
