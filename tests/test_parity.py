@@ -21,18 +21,7 @@ TOY += ['--eval_episodes=1', '--updates_per_call=1', '--num_seeds=3', *TINY]
 @pytest.mark.parametrize('agent', sorted(parity.AGENT_MAP))
 def test_flag_mapping_passes_tiltbench_values_to_both_sides(agent):
     config = parity.tiltbench_config(agent, {'actor_hidden_dims': (64, 32), 'discount': 0.995})
-    args = argparse.Namespace(
-        released_python='/venv/bin/python',
-        env_name='cube-single-play-singletask-task2-v0',
-        steps=1000,
-        log_interval=100,
-        eval_interval=500,
-        eval_episodes=5,
-        out='/tmp/parity',
-        seeds=2,
-        seed0=0,
-        tiltbench_flag=[],
-    )
+    args = _args('fql')
     released = parity.released_command(args, agent, config, seed=1)
     ours = parity.tiltbench_command(args, agent, config)
     cfg_file, keys, _ = parity.AGENT_MAP[agent]
