@@ -26,7 +26,6 @@ def get_config():
     config.q_agg = 'min'  # train_q_agg: heads of the TD target and of best-of-N (code default 'min'; preset per task).
     config.activation = 'relu'  # --agent.activations of the code ('relu' in every script); 'gelu' (FQL) or 'swish'.
     config.ln_first = True  # LayerNorm before the activation (the code's MLP, ln_first=True); False: after (FQL).
-    config.target_from_old_params = True  # Polyak step toward the critic before this update (the code); False: after.
     config.flow_steps = 10  # Euler steps of the BC flow policy mu_hat (bc_flow_steps=10 in every script, Table 4).
     config.num_particles = 10  # Particles N per state (code default and every vgf.py script: 10; paper text: N = 5).
     config.train_vgf_steps = 1  # L_train: VGF steps from s' for the TD target (code default 1; preset per task).
