@@ -313,10 +313,8 @@ _FAV = Mapping(
         'critic/q_mean': 'critic/q_mean',
         'critic/q_max': 'critic/q_max',
         'critic/q_min': 'critic/q_min',
-        # Care: the Stein transport's norm and grad_a Q's norm (l.76, l.136-141). The released grad_a Q
-        # differentiates Q(s, x) at the clipped particles x directly (l.53-63); tiltbench's differentiates
-        # Q(s, clip(x)) at the same x, and jnp.clip's derivative is 1/2 at x = +-1 exactly, so the two differ where
-        # particles sit on the action bounds.
+        # The Stein transport's norm and grad_a Q's norm (l.76, l.136-141). Both sides differentiate Q(s, x) at the
+        # clipped particles x directly (l.53-63), so a particle on the bound gets the full one-sided gradient.
         'actor/drift_norm': 'actor/phi_norm',
         'actor/nabla_q_norm': 'actor/grad_q_norm',
         'actor/prior_score_norm': 'actor/prior_norm',  # the clamped KDE score (l.42-46)
