@@ -3,8 +3,9 @@
     python main.py --agent=fql --env_name=cube-single-play-singletask-task2-v0 --seed=0 \
         --offline_steps=1000000 --online_steps=0 --agent.alpha=300
 
-Agent hyperparameters are `--agent.KEY=VALUE` (ml_collections); `--preset=paper` loads the papers' per-task values
-(explicit --agent.KEY flags still win). Everything a run writes goes to --save_dir/<run_name>/.
+Agent hyperparameters are `--agent.KEY=VALUE` (ml_collections); `--preset=paper` loads the per-task values of the
+agent's own paper, `--preset=fav|qam|vgf` the values and settings of that paper's tables (explicit --agent.KEY flags
+still win). Everything a run writes goes to --save_dir/<run_name>/.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ flags.DEFINE_string('dataset_path', None, 'Explicit dataset file (D4RL hdf5).')
 flags.DEFINE_bool('download', True, 'Try to download missing OGBench datasets.')
 flags.DEFINE_bool('generate', True, 'Generate missing OGBench datasets locally when they cannot be downloaded.')
 flags.DEFINE_integer('generate_episodes', None, 'Episodes to generate (default: the official dataset size).')
-flags.DEFINE_enum('preset', 'default', ['default', 'paper'], "'paper': per-task hyperparameters from the papers.")
+flags.DEFINE_enum(
+    'preset',
+    'default',
+    ['default', 'paper', 'fav', 'qam', 'vgf'],
+    "Per-task hyperparameters: 'paper' = the agent's own paper; 'fav' / 'qam' / 'vgf' = the protocol of that paper's "
+    'tables (e.g. qam: K = 10 critics, action chunks of 5 on manipulation, sparse scene / puzzle).',
+)
 flags.DEFINE_bool('overwrite', False, 'Delete an existing run directory of the same name and start over.')
 flags.DEFINE_bool(
     'resume',

@@ -8,7 +8,9 @@ An agent module defines (the protocol of agents/common/trainer.py):
   sample_actions(learner, params, observations, rng, temperature=1.0, **eval_kwargs) -> actions
 optional:
   validate(config)                                    raise ValueError for bad hyperparameters
-  paper_preset(env_name[, variant][, setting]) -> dict per-task paper values (`--preset=paper`); a preset that
+  PRESETS = {protocol: fn}, PAPER = protocol          per-task values under a paper's protocol (`--preset=fav|qam|
+                                                      vgf`; `--preset=paper`: the agent's own paper PAPER).
+                                                      fn(env_name[, variant][, setting]) -> dict; a preset that
                                                       differs between offline and offline-to-online runs (the
                                                       released scripts of VGF) takes setting='offline' / 'off2on'
   constants(config, dataset) -> dict                  arrays computed once from the offline data
@@ -59,15 +61,42 @@ def get_config(name: str):
     return mod.get_config() if variant is None else mod.get_config(variant)
 
 
-def paper_preset(name: str, env_name: str, online: bool = False) -> dict:
-    """Per-task paper hyperparameters of agent `name` for `env_name` (the registry's variant is passed on), for an
-    offline run or (`online`) an offline-to-online one where the agent's preset tells them apart."""
+# Papers whose protocol a preset reproduces: the per-task values and settings their published tables ran with. One
+# baseline can have different values in different papers (FQL's alpha on antmaze-large: 10 in FAV Table 6, 3 in
+# QAM's reproduce.py), so a preset is named by the paper, not by the agent.
+PROTOCOLS = {
+    'fav': 'FAV (Tables 6, 11-12; the released fav-offrl commands)',
+    'qam': 'QAM Table 1 (experiments/reproduce.py: K = 10 pessimistic critics, chunks of 5 on manipulation, sparse '
+    'scene / puzzle)',
+    'vgf': 'VGF (Tables 5-6; the released run_scripts)',
+}
+
+
+def protocol_of(name: str, preset: str) -> str | None:
+    """The paper protocol that `--preset=preset` means for agent `name` (None for 'default')."""
+    if preset == 'default':
+        return None
+    return importlib.import_module(AGENTS[name][0]).PAPER if preset == 'paper' else preset
+
+
+def paper_preset(name: str, env_name: str, online: bool = False, protocol: str = 'paper') -> dict:
+    """Per-task hyperparameters of agent `name` for `env_name` under `protocol` ('paper' = the agent's own paper;
+    the registry's variant is passed on), for an offline run or (`online`) an offline-to-online one where the preset
+    tells them apart. Raises ValueError when that paper has no values for the agent."""
     check_name(name)
     module, variant = AGENTS[name]
     mod = importlib.import_module(module)
-    if not hasattr(mod, 'paper_preset'):
-        raise ValueError(f'Agent {name!r} has no paper preset.')
+    protocol = protocol_of(name, protocol)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f'Unknown preset {protocol!r}; valid: default, paper, {", ".join(PROTOCOLS)}.')
+    fn = getattr(mod, 'PRESETS', {}).get(protocol)
+    if fn is None:
+        have = [n for n in sorted(AGENTS) if protocol in getattr(importlib.import_module(AGENTS[n][0]), 'PRESETS', {})]
+        raise ValueError(
+            f"Agent {name!r} has no values under the {protocol.upper()} paper's protocol (--preset={protocol}); "
+            f'agents that do: {", ".join(have)}.'
+        )
     args = (env_name,) if variant is None else (env_name, variant)
-    if 'setting' in inspect.signature(mod.paper_preset).parameters:
-        return mod.paper_preset(*args, setting='off2on' if online else 'offline')
-    return mod.paper_preset(*args)
+    if 'setting' in inspect.signature(fn).parameters:
+        return fn(*args, setting='off2on' if online else 'offline')
+    return fn(*args)

@@ -17,7 +17,7 @@ import numpy as np
 
 from agents.common.kernels import kde_score, rbf
 from agents.common.networks import VectorField
-from agents.common.rl import aggregate_q, critic_networks, critic_td_loss, require_positive
+from agents.common.rl import aggregate_q, apply_valid, critic_networks, critic_td_loss, require_positive
 from configs.common import base_config
 from configs.presets import MIN_Q_AGG_TASKS, fav_table6, with_discount
 
@@ -92,6 +92,11 @@ def validate(config):
     for key, valid in choices:
         if config[key] not in valid:
             raise ValueError(f'{key} must be one of {", ".join(map(repr, valid))}, got {config[key]!r}.')
+    if config.ref_actions == 'batch' and config.horizon_length > 1:
+        raise ValueError(
+            "ref_actions='batch' (every batch chunk a KDE reference of every state) is for bandits; with "
+            "horizon_length > 1 use ref_actions='own'."
+        )
 
 
 def networks(config, obs_dim, action_dim):
@@ -191,11 +196,12 @@ def policy_particles(learner, params, observations, rng):
     return learner.apply('actor', params, jnp.repeat(observations[:, None], n, axis=1), z)
 
 
-def actor_loss(learner, params, observations, references, rng, tau, q_fn):
+def actor_loss(learner, params, observations, references, rng, tau, q_fn, valid=None):
     """Eq. (7) as released (Algorithm 1's mse_loss): mean over states, particles and action dimensions of
     (stopgrad(x_i + phi(x_i)) - x_i)^2, x_i = clip(pi(s, z_i), -1, 1) (unclipped with `unclipped_particles`).
     references: (B or 1, M, d) reference actions; q_fn(a): Q of actions (B, ..., d) of these states, without
-    gradient to the critic (built from `state.params` by `loss`)."""
+    gradient to the critic (built from `state.params` by `loss`). `valid` (horizon_length > 1): states whose own
+    reference chunk runs past an episode end count as zeros in the mean."""
     cfg = learner.config
     noise_rng, zo_rng = jax.random.split(rng)
     raw = policy_particles(learner, params, observations, noise_rng)
@@ -209,7 +215,7 @@ def actor_loss(learner, params, observations, references, rng, tau, q_fn):
         q = q_fn(xs).mean()
         grad_q = zeroth_order_grad(q_fn, xs, zo_rng, cfg.zo_num_dirs, cfg.zo_eta) if cfg.use_value else None
     phi = stein_transport(xs, prior, grad_q, tau, cfg.beta, cfg.use_repulsive)
-    loss = jnp.mean((jax.lax.stop_gradient(xs + phi) - x) ** 2)
+    loss = jnp.mean(apply_valid((jax.lax.stop_gradient(xs + phi) - x) ** 2, valid))
 
     def norm(v):
         return jnp.mean(jnp.linalg.norm(v, axis=-1)) if v is not None else jnp.zeros(())
@@ -239,7 +245,9 @@ def loss(learner, params, state, batch, rng):
     def q_fn(a):  # the current critic; no gradient reaches it from the actor loss
         return q_values(learner, state.params, obs, a)
 
-    a_loss, a_info = actor_loss(learner, params, obs, refs, actor_rng, bandwidth(learner, batch), q_fn)
+    a_loss, a_info = actor_loss(
+        learner, params, obs, refs, actor_rng, bandwidth(learner, batch), q_fn, batch.get('valid')
+    )
     info.update(a_info)
     if learner.config.adaptive_bandwidth == 'batch':  # the released code logs it as actor/bandwidth_std
         info['actor/action_std'] = batch['actions'].std(axis=0).mean()
@@ -251,6 +259,10 @@ def constants(config, dataset):
     if config.adaptive_bandwidth != 'dataset':
         return {}
     actions = np.asarray(dataset['actions'], np.float64)
+    h = config.horizon_length
+    if h > 1:  # the flattened chunks a_{t:t+h} (N - h + 1, h * d), as the policy sees them
+        actions = np.lib.stride_tricks.sliding_window_view(actions, h, axis=0).transpose(0, 2, 1)
+        actions = actions.reshape(len(actions), -1)
     tau = float(scott_bandwidth(actions, config.batch_size))
     if not tau > 0:
         raise ValueError(
@@ -265,3 +277,7 @@ def sample_actions(learner, params, observations, rng, temperature=1.0):
     sample_actions, which ignores the temperature)."""
     noises = jax.random.normal(rng, (*observations.shape[:-1], learner.action_dim))
     return jnp.clip(learner.apply('actor', params, observations, noises), -1.0, 1.0)
+
+
+PAPER = 'fav'
+PRESETS = {'fav': paper_preset}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from agents.common.networks import VectorField, euler_flow, flow_matching_loss
 from agents.common.rl import critic_networks, critic_td_loss, normalized_q_loss, require_positive
 from configs.common import base_config
-from configs.presets import MIN_Q_AGG_TASKS, fav_table6, with_discount
+from configs.presets import MIN_Q_AGG_TASKS, fav_table6, qam_protocol, qam_table4, with_discount
 
 
 def get_config():
@@ -63,7 +63,9 @@ def loss(learner, params, state, batch, rng):
     critic_loss, info = critic_td_loss(learner, params, state, batch, next_actions)
 
     # BC flow matching (FQL Eq. (1)).
-    bc_loss = flow_matching_loss(lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng)
+    bc_loss = flow_matching_loss(
+        lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng, batch.get('valid')
+    )
     # Distillation of the (fixed) BC flow into the one-step policy, and the Q term (FQL Eq. (6)).
     noises = jax.random.normal(noise_rng, actions.shape)
     target = jax.lax.stop_gradient(flow_actions(learner, state.params, obs, noises))
@@ -88,3 +90,13 @@ def loss(learner, params, state, batch, rng):
 def sample_actions(learner, params, observations, rng, temperature=1.0):
     noises = jax.random.normal(rng, (*observations.shape[:-1], learner.action_dim))
     return jnp.clip(learner.apply('onestep', params, observations, noises), -1, 1)
+
+
+def qam_preset(env_name):
+    """FQL as QAM Table 1 ran it (experiments/reproduce.py FQL, equal to QAM Table 4's fql_alpha) under QAM's protocol
+    (configs.presets.qam_protocol)."""
+    return {**qam_protocol(env_name), **qam_table4(env_name, {'alpha': 'fql_alpha'})}
+
+
+PAPER = 'fav'  # FAV Table 6: the values behind FAV Tables 11-12's FQL rows
+PRESETS = {'fav': paper_preset, 'qam': qam_preset}

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.common.networks import GaussianActor, Value, gaussian_log_prob
-from agents.common.rl import aggregate_q, critic_networks, require_positive
+from agents.common.rl import aggregate_q, apply_valid, critic_networks, require_positive, td_discount
 from configs.common import base_config
 from configs.presets import fav_table6, with_discount
 
@@ -67,20 +67,23 @@ def loss(learner, params, state, batch, rng):
     # Value: expectile regression onto the aggregated target critic heads (IQL Eq. (5)).
     q_target = aggregate_q(learner.apply('critic', state.target_params, obs, actions), cfg.q_agg, cfg.rho)
     v = learner.apply('value', params, obs)
-    value_loss = expectile_loss(q_target - v, cfg.expectile).mean()
+    valid = batch.get('valid')  # action chunks past an episode end count as zeros (horizon_length > 1)
+    value_loss = apply_valid(expectile_loss(q_target - v, cfg.expectile), valid).mean()
 
     # Critic: TD onto V(s') (no gradient into V).
     next_v = learner.apply('value', state.params, batch['next_observations'])
-    target = batch['rewards'] + cfg.discount * batch['masks'] * next_v
+    target = batch['rewards'] + td_discount(cfg) * batch['masks'] * next_v
     qs = learner.apply('critic', params, obs, actions)
-    critic_loss = jnp.mean(jnp.sum((qs - target) ** 2, axis=0))  # summed over heads, as the released code
+    critic_loss = jnp.mean(
+        apply_valid(jnp.sum((qs - target) ** 2, axis=0), valid)
+    )  # summed over heads, as the released code
 
     # Actor: advantage-weighted regression with the current critic and value (no gradients into them).
     q = aggregate_q(learner.apply('critic', state.params, obs, actions), cfg.q_agg, cfg.rho)
     adv = q - learner.apply('value', state.params, obs)
     weights = jnp.minimum(jnp.exp(adv * cfg.alpha), 100.0)
     means, log_stds = learner.apply('actor', params, obs)
-    actor_loss = -(weights * gaussian_log_prob(means, log_stds, actions)).mean()
+    actor_loss = -apply_valid(weights * gaussian_log_prob(means, log_stds, actions), valid).mean()
 
     info = {
         'value/loss': value_loss,
@@ -101,3 +104,7 @@ def sample_actions(learner, params, observations, rng, temperature=1.0):
     means, log_stds = learner.apply('actor', params, observations)
     noise = jax.random.normal(rng, means.shape) * jnp.exp(log_stds) * temperature
     return jnp.clip(means + noise, -1, 1)
+
+
+PAPER = 'fav'  # FAV Table 6: the values behind FAV Tables 11-12's baseline rows
+PRESETS = {'fav': paper_preset}

@@ -55,7 +55,7 @@ import numpy as np
 from agents.common.networks import MLP, VectorField, default_init, euler_flow, flow_matching_loss, gaussian_log_prob
 from agents.common.rl import aggregate_q, critic_networks, critic_td_loss
 from configs.common import base_config
-from configs.presets import qam_domain, qam_rho, qam_table4, with_discount
+from configs.presets import qam_domain, qam_protocol, qam_table4
 
 SDE_SCHEMES = ('released', 'exact')
 
@@ -130,10 +130,11 @@ REPRODUCE_PY = {
 
 def released_preset(name, env_name, columns):
     """QAM Table 4 values of the domain of `env_name` ({config key: CSV column}), replaced by reproduce.py's where they
-    differ (REPRODUCE_PY), with Table 3's rho and the paper discount (reproduce.py's rho and discount agree)."""
+    differ (REPRODUCE_PY), under QAM Table 1's protocol (configs.presets.qam_protocol: K = 10, Table 3's rho and the
+    paper discount, which reproduce.py's agree with, chunks of 5 on manipulation, sparse scene / puzzle)."""
     values = qam_table4(env_name, columns)
     values.update(REPRODUCE_PY.get(name, {}).get(qam_domain(env_name), {}))
-    return with_discount(env_name, {**values, 'rho': qam_rho(env_name)})
+    return {**qam_protocol(env_name), **values}
 
 
 def paper_preset(env_name):
@@ -468,7 +469,9 @@ def loss(learner, params, state, batch, rng):
     critic_loss, info = critic_td_loss(learner, params, state, batch, next_actions)
 
     # f_beta: flow matching on the data (Eq. (17)); f_fast: adjoint matching (Eq. (21)) or BAM.
-    bc_loss = flow_matching_loss(lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng)
+    bc_loss = flow_matching_loss(
+        lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng, batch.get('valid')
+    )
     a0 = jax.random.normal(a0_rng, actions.shape, actions.dtype)
     noises = jax.random.normal(z_rng, (cfg.flow_steps, *actions.shape), actions.dtype)
     am_loss, am_info = adjoint_matching(learner, params, state, obs, a0, noises)
@@ -512,3 +515,7 @@ def loss(learner, params, state, batch, rng):
             }
         )
     return total, info
+
+
+PAPER = 'qam'
+PRESETS = {'qam': paper_preset}

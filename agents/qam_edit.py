@@ -13,3 +13,7 @@ def paper_preset(env_name):
     """(tau, sigma_a) of the domain: QAM Table 4, replaced by the released experiments/reproduce.py where it differs
     (agents/qam.py REPRODUCE_PY); sigma_a = 0 is plain QAM (Table 5)."""
     return released_preset('qam_edit', env_name, {'inv_temp': 'qam_edit_tau', 'sigma_a': 'qam_edit_sigma_a'})
+
+
+PAPER = 'qam'
+PRESETS = {'qam': paper_preset}

@@ -18,3 +18,7 @@ def paper_preset(env_name):
     """FAV Table 6 tau; the FAV paper's discount (0.995 on antmaze-giant, humanoidmaze, antsoccer); QAM's critic
     pessimism (0 for humanoidmaze), which FAV leaves unchanged."""
     return with_discount(env_name, {**fav_table6(env_name, {'inv_temp': 'qam_tau'}), 'rho': qam_rho(env_name)})
+
+
+PAPER = 'fav'
+PRESETS = {'fav': paper_preset}

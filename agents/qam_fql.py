@@ -20,3 +20,7 @@ def paper_preset(env_name):
     if values['alpha'] == 0.0:
         values['alpha'] = math.inf
     return values
+
+
+PAPER = 'qam'
+PRESETS = {'qam': paper_preset}

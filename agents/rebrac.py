@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from agents.common.networks import GaussianActor
-from agents.common.rl import aggregate_q, critic_networks, normalized_q_loss, require_positive
+from agents.common.rl import aggregate_q, apply_valid, critic_networks, normalized_q_loss, require_positive, td_discount
 from configs.common import base_config
-from configs.presets import fav_table6, with_discount
+from configs.presets import fav_table6, qam_protocol, qam_table4, with_discount
 
 
 def get_config():
@@ -80,15 +80,16 @@ def loss(learner, params, state, batch, rng):
     next_q = aggregate_q(next_qs, cfg.q_agg, cfg.rho)
     data_next = batch['next_actions_in_episode' if cfg.episode_aware_next_actions else 'next_actions']
     next_q = next_q - cfg.alpha_critic * jnp.sum((next_actions - data_next) ** 2, axis=-1)
-    target = batch['rewards'] + cfg.discount * batch['masks'] * next_q
+    target = batch['rewards'] + td_discount(cfg) * batch['masks'] * next_q
     qs = learner.apply('critic', params, obs, actions)
-    critic_loss = jnp.mean((qs - target) ** 2)
+    valid = batch.get('valid')  # action chunks past an episode end count as zeros (horizon_length > 1)
+    critic_loss = jnp.mean(apply_valid((qs - target) ** 2, valid, axis=1))
 
     # Actor: -Q / mean|Q| + alpha_actor * BC, applied every actor_freq steps (masked inside jit).
     pi = learner.apply('actor', params, obs)[0]
     q = aggregate_q(learner.apply('critic', state.params, obs, pi), cfg.q_agg, cfg.rho)
     q_loss = normalized_q_loss(q)
-    bc_loss = jnp.mean(jnp.sum((pi - actions) ** 2, axis=-1))
+    bc_loss = jnp.mean(apply_valid(jnp.sum((pi - actions) ** 2, axis=-1), valid))
     actor_loss = q_loss + cfg.alpha_actor * bc_loss
 
     info = {
@@ -111,3 +112,14 @@ def sample_actions(learner, params, observations, rng, temperature=1.0):
         learner.config.actor_noise_clip,
     )
     return jnp.clip(actions + noise, -1, 1)
+
+
+def qam_preset(env_name):
+    """ReBRAC as QAM Table 1 ran it (experiments/reproduce.py REBRAC, equal to QAM Table 4's (alpha, sigma)) under QAM's
+    protocol (configs.presets.qam_protocol). The QAM code base's ReBRAC has no critic BC term: alpha_critic = 0."""
+    values = qam_table4(env_name, {'alpha_actor': 'rebrac_alpha', 'actor_noise': 'rebrac_sigma'})
+    return {**qam_protocol(env_name), **values, 'alpha_critic': 0.0}
+
+
+PAPER = 'fav'  # FAV Table 6: the values behind FAV Tables 11-12's ReBRAC rows
+PRESETS = {'fav': paper_preset, 'qam': qam_preset}

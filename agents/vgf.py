@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from agents.common.networks import ACTIVATIONS, Critic, VectorField, euler_flow, flow_matching_loss
-from agents.common.rl import aggregate_q, require_positive
+from agents.common.rl import aggregate_q, apply_valid, require_positive, td_discount
 from configs.common import base_config
 from configs.presets import PresetError, paper_discount, read_table
 
@@ -293,12 +293,16 @@ def loss(learner, params, state, batch, rng):
     )
     next_q = aggregate_q(learner.apply('critic', state.target_params, next_obs, moved), cfg.q_agg, cfg.rho)
     next_q = next_q.mean(axis=-1) if cfg.train_select == 'mean' else next_q.max(axis=-1)
-    target = batch['rewards'] * reward_scale(cfg) + cfg.discount * batch['masks'] * next_q
+    target = batch['rewards'] * reward_scale(cfg) + td_discount(cfg) * batch['masks'] * next_q
     qs = learner.apply('critic', params, obs, actions)
-    critic_loss = jnp.mean((qs - target) ** 2, axis=-1).sum()  # summed over the heads, as the code's 'td' loss
+    critic_loss = jnp.mean(
+        apply_valid((qs - target) ** 2, batch.get('valid'), axis=1), axis=-1
+    ).sum()  # summed over the heads, as the code's 'td' loss
 
     # BC flow policy mu_hat (Algorithm 1, line 10; flow matching).
-    bc_loss = flow_matching_loss(lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng)
+    bc_loss = flow_matching_loss(
+        lambda x, t: learner.apply('bc_flow', params, obs, x, t), actions, fm_rng, batch.get('valid')
+    )
     info = {
         'critic/loss': critic_loss,
         'critic/q_mean': qs.mean(),
@@ -317,7 +321,9 @@ def loss(learner, params, state, batch, rng):
 
     if cfg.grad_net:  # min_f E_{(s,a)~D} ||f(s, a) - grad_a Q(s, a)||^2 (Sec. 3.2, "Practical consideration")
         score = jax.lax.stop_gradient(q_grads(learner, state.params, obs, actions))
-        grad_loss = jnp.mean((learner.apply('grad_field', params, obs, actions) - score) ** 2)
+        grad_loss = jnp.mean(
+            apply_valid((learner.apply('grad_field', params, obs, actions) - score) ** 2, batch.get('valid'))
+        )
         info.update({'grad_net/loss': grad_loss, 'grad_net/rel_error': grad_loss / (jnp.mean(score**2) + 1e-12)})
         total = total + grad_loss
     return total, info
@@ -335,3 +341,7 @@ def sample_actions(learner, params, observations, rng, temperature=1.0, test_ste
     else:
         idx = jax.random.randint(select_rng, particles.shape[:-2], 0, particles.shape[-2])
     return jnp.take_along_axis(particles, idx[..., None, None], axis=-2)[..., 0, :]
+
+
+PAPER = 'vgf'
+PRESETS = {'vgf': paper_preset}

@@ -24,6 +24,10 @@ def base_config(agent_name: str) -> ml_collections.ConfigDict:
             grad_clip_norm=0.0,  # Global-norm gradient clipping (0 = off).
             grad_clip_value=0.0,  # Element-wise gradient clipping (0 = off).
             mix_offline=0.0,  # Online phase: fraction of each batch drawn from the offline data (0.5 = RLPD-style).
+            # Action chunking (QAM's protocol; Li, Zhou, Levine 2025): the policy outputs h actions, executed open-loop
+            # (one policy call per h environment steps), the critic scores the flattened chunk Q(s_t, a_{t:t+h}) and
+            # bootstraps with gamma^h from the state after it. 1 = no chunking.
+            horizon_length=1,
         )
     )
 
@@ -46,6 +50,8 @@ def validate_common(config) -> None:
         raise ValueError(f"q_agg must be 'mean', 'min' or 'pessimistic', got {config.q_agg!r}.")
     if config.num_critics < 1:
         raise ValueError(f'num_critics must be >= 1, got {config.num_critics}.')
+    if not (isinstance(config.horizon_length, int) and config.horizon_length >= 1):
+        raise ValueError(f'horizon_length (action chunk size) must be an integer >= 1, got {config.horizon_length}.')
     if not 0.0 <= config.mix_offline < 1.0:
         raise ValueError(f'mix_offline must be in [0, 1), got {config.mix_offline}.')
 

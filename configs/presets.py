@@ -77,8 +77,7 @@ MIN_Q_AGG_TASKS = ('antmaze-large-navigate-', 'antmaze-giant-navigate-')
 
 # QAM paper (Li & Levine), Table 4 domains, matched by the OGBench single-task env-name prefix. The paper used the
 # sparse-reward scene/puzzle variants, the 100M-transition cube-quadruple/puzzle-4x4 datasets and action chunks of 5
-# for the manipulation domains (qam_table3_common.csv); tiltbench applies its per-domain values to the standard
-# single-task environments without chunking.
+# for the manipulation domains (qam_table3_common.csv; experiments/reproduce.py): `qam_protocol`.
 QAM_DOMAINS = (
     ('scene', 'scene-sparse'),
     ('puzzle-3x3', 'puzzle-3x3-sparse'),
@@ -116,3 +115,34 @@ def qam_table4(env_name: str, columns: dict[str, str]) -> dict:
 def qam_rho(env_name: str) -> float:
     """Critic pessimism rho of QAM Table 3: 0 for humanoidmaze, 0.5 otherwise."""
     return 0.0 if env_name.startswith('humanoidmaze') else 0.5
+
+
+QAM_SPARSE_DOMAINS = ('scene', 'puzzle-3x3', 'puzzle-4x4')  # reproduce.py's "-sparse" domains
+QAM_CHUNKED_FAMILIES = ('cube', 'scene', 'puzzle')  # reproduce.py: horizon_length 5 unless "ant" / "humanoid"
+QAM_HORIZON = 5
+
+
+def qam_protocol(env_name: str) -> dict:
+    """The settings QAM Table 1 ran every method with (experiments/reproduce.py base_kwargs, Table 3): K = 10 critic
+    heads with the pessimistic target mean - rho * std (rho 0.5; 0 on humanoidmaze), the paper discount, and action
+    chunks of h = 5 on the manipulation domains (h = 1 on antmaze / humanoidmaze). Scene and puzzle ran with sparse
+    rewards: a dense name there is refused (the sparse variant's name keeps the reward visible in the run directory)."""
+    domain = qam_domain(env_name)
+    sparse = '-sparse-singletask' in env_name
+    if any(env_name.startswith(d + '-') for d in QAM_SPARSE_DOMAINS) and not sparse:
+        splits = env_name.split('-')
+        pos = splits.index('singletask')
+        suggestion = '-'.join(splits[:pos] + ['sparse'] + splits[pos:])
+        raise PresetError(
+            f'QAM Table 1 ran {domain} with sparse rewards: use --env_name={suggestion} with this preset (or '
+            '--preset=default for the dense reward).'
+        )
+    return with_discount(
+        env_name,
+        {
+            'num_critics': 10,
+            'q_agg': 'pessimistic',
+            'rho': qam_rho(env_name),
+            'horizon_length': QAM_HORIZON if env_name.split('-')[0] in QAM_CHUNKED_FAMILIES else 1,
+        },
+    )

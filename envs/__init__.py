@@ -10,7 +10,8 @@ TOY_NAMES = ('toy-8gaussians',)
 def valid_names_help() -> str:
     return (
         'toy-8gaussians; OGBench single-task ids such as cube-single-play-singletask-task2-v0, '
-        'pointmaze-medium-navigate-singletask-task1-v0 (or without -taskN for the default task); D4RL v2 names '
+        'pointmaze-medium-navigate-singletask-task1-v0 (or without -taskN for the default task), sparse-reward '
+        'manipulation variants such as scene-play-sparse-singletask-task2-v0; D4RL v2 names '
         'such as hopper-medium-v2 or antmaze-large-play-v2 (original hdf5 files); Minari ids such as '
         'D4RL/antmaze/large-play-v1 or mujoco/hopper/medium-v0'
     )

@@ -12,10 +12,35 @@ import socket
 import sys
 import zipfile
 
+import numpy as np
+
 from envs.base import DatasetError, Task, check_dataset
 
 DEFAULT_DATASET_DIR = '~/.ogbench/data'
 OGBENCH_FAMILIES = ('pointmaze', 'antmaze', 'humanoidmaze', 'antsoccer', 'cube', 'scene', 'puzzle')
+# Families whose single-task reward counts unsolved subtasks (r in {-k, ..., 0}); their `-sparse` variants (QAM's
+# protocol on scene, puzzle-3x3 and puzzle-4x4) reward -1 until the whole task is solved.
+SPARSE_FAMILIES = ('cube', 'scene', 'puzzle')
+
+
+def split_sparse(env_name: str) -> tuple[str, bool]:
+    """`scene-play-sparse-singletask-task2-v0` -> (`scene-play-singletask-task2-v0`, True); other names -> (name,
+    False)."""
+    splits = env_name.split('-')
+    if (
+        'singletask' in splits
+        and splits.index('singletask') >= 1
+        and splits[splits.index('singletask') - 1] == 'sparse'
+    ):
+        pos = splits.index('singletask') - 1
+        return '-'.join(splits[:pos] + splits[pos + 1 :]), True
+    return env_name, False
+
+
+def sparse_reward(r):
+    """The sparse reward of the released QAM code (main.py, --sparse): (r != 0) * -1, i.e. 0 only when every subtask
+    is solved. Works on floats and numpy arrays."""
+    return (np.asarray(r) != 0.0) * np.float32(-1.0)
 
 
 def is_ogbench_name(name: str) -> bool:
@@ -28,7 +53,7 @@ def is_registered(env_name: str) -> bool:
     import gymnasium
     import ogbench  # noqa: F401  (registers the environments)
 
-    splits = env_name.split('-')
+    splits = split_sparse(env_name)[0].split('-')
     pos = splits.index('singletask')
     return '-'.join(splits[: pos - 1] + splits[pos:]) in gymnasium.registry
 
@@ -108,8 +133,16 @@ def ensure_dataset(
 
 
 def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **ensure_kwargs) -> Task:
+    """`env_name` may be a `-sparse` variant (split_sparse): the same data and environment with sparse rewards."""
     import ogbench
 
+    name = env_name
+    env_name, sparse = split_sparse(env_name)
+    if sparse and env_name.split('-')[0] not in SPARSE_FAMILIES:
+        raise ValueError(
+            f'{name}: sparse-reward variants exist for the manipulation families ({", ".join(SPARSE_FAMILIES)}), '
+            'whose rewards count unsolved subtasks; the other families already reward success only.'
+        )
     notes = ensure_dataset(env_name, dataset_dir, **ensure_kwargs)
     try:
         env, train, val = ogbench.make_env_and_datasets(env_name, dataset_dir=os.path.expanduser(dataset_dir))
@@ -125,6 +158,10 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
     env.close()
     train = check_dataset(train, f'{env_name} (train)')
     val = check_dataset(val, f'{env_name} (val)')
+    if sparse:
+        for ds in (train, val):
+            ds['rewards'] = sparse_reward(ds['rewards']).astype(np.float32)
+        notes.append('sparse rewards: (r != 0) * -1 on the data and online (the released QAM code, --sparse)')
 
     def make_env(seed: int):
         e = ogbench.make_env_and_datasets(env_name, env_only=True)
@@ -132,7 +169,7 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
         return e
 
     return Task(
-        name=env_name,
+        name=name,
         family='ogbench',
         train_dataset=train,
         val_dataset=val,
@@ -140,4 +177,5 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
         score=lambda ret, info: 100.0 * float(info.get('success', 0.0)),
         protocol='OGBench: success rate (%) at the end of each evaluation episode',
         notes=notes,
+        transform_reward=(lambda r: float(sparse_reward(r))) if sparse else (lambda r: r),
     )

@@ -42,8 +42,8 @@ FLAG_NAMES = (
 
 
 def resolve_config(agent_mod, config, task, preset: str, explicit: set[str], online: bool = False):
-    """Apply the task's default sizes and the paper preset (of an offline-to-online run when `online`) to every key
-    not set explicitly on the command line."""
+    """Apply the task's default sizes and the preset (`paper`, or a paper's protocol `fav` / `qam` / `vgf`; of an
+    offline-to-online run when `online`) to every key not set explicitly on the command line."""
     config = config.copy_and_resolve_references()
     applied = {}
     with config.unlocked():
@@ -51,8 +51,8 @@ def resolve_config(agent_mod, config, task, preset: str, explicit: set[str], onl
             if k in config and k not in explicit:
                 config[k] = v
                 applied[k] = v
-        if preset == 'paper':
-            for k, v in agents.paper_preset(config.agent_name, task.name, online).items():
+        if preset != 'default':
+            for k, v in agents.paper_preset(config.agent_name, task.name, online, protocol=preset).items():
                 if k not in explicit:
                     config[k] = _cast(config[k], v)
                     applied[k] = config[k]
@@ -80,6 +80,14 @@ def validate(agent_mod, config, task, f) -> None:
             raise ValueError(f'--{name} must be non-negative, got {getattr(f, name)}.')
     if f.updates_per_call < 1:
         raise ValueError(f'--updates_per_call must be >= 1, got {f.updates_per_call}.')
+    if config.horizon_length > 1 and (task.make_env is None or task.evaluate is not None):
+        raise ValueError(
+            f'horizon_length={config.horizon_length} needs multi-step episodes to execute action chunks in; '
+            f'{task.name} has {"no environment" if task.make_env is None else "one-step episodes"} (use '
+            'horizon_length=1).'
+        )
+    if config.horizon_length > n:
+        raise ValueError(f'horizon_length {config.horizon_length} is longer than the dataset ({n} transitions).')
     if f.online_steps > 0 and task.make_env is None:
         raise ValueError(f'{task.name} has no environment for the online phase: {"; ".join(task.notes)}')
 
@@ -185,6 +193,7 @@ def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
             'flags': {**flags_dict, 'seed': f.seed + k},
             'config': config.to_dict(),
             'preset_applied': applied,
+            'protocol': agents.PROTOCOLS.get(agents.protocol_of(agent_name, f.preset)),
             'task_notes': task.notes,
             'argv': sys.argv,
         }

@@ -87,6 +87,7 @@ class Loop:
         self.wandb = wandb_run
         self.t0 = time.time()
         self.online_counters = {'episodes': [0] * self.n, 'recent': [[] for _ in range(self.n)]}
+        self.horizon = learner.config.horizon_length  # actions per policy call, executed open-loop
 
     # ---- state helpers (plain for one seed, stacked along axis 0 for several) -------------------------------------
     def init_state(self):
@@ -132,6 +133,7 @@ class Loop:
                     sr.seed + 10_000,
                     progress=self.f.progress,
                     desc=f'eval {label} @ {step}',
+                    horizon=self.horizon,
                 )
                 samples = out.pop('samples', None)
                 if i == 0:
@@ -237,18 +239,25 @@ class Loop:
         obs = [env.reset(seed=sr.seed + done)[0] for env, sr in zip(envs, self.seeds)]
         total = start + f.online_steps
         ep_returns = [0.0] * self.n
+        # Action chunks are executed open-loop: a seed's queue is refilled (one policy call) when empty, and emptied
+        # at every episode end; the buffer receives single transitions.
+        queues = [[] for _ in range(self.n)]
         bar = tqdm(total=f.online_steps, initial=done, desc='online', disable=not f.progress, unit='step')
         for i in range(done, f.online_steps):
             step = start + i + 1
-            keys = [jax.random.fold_in(sr.act_key, step) for sr in self.seeds]
-            if self.n == 1:
-                actions = np.asarray(self.learner.act(state.params, jnp.asarray(obs[0], jnp.float32)[None], keys[0]))
-            else:
-                o = jnp.asarray(np.stack(obs), jnp.float32)[:, None]
-                actions = np.asarray(self.learner.act_seeds(state.params, o, jnp.stack(keys)))[:, 0]
+            if not all(queues):
+                keys = [jax.random.fold_in(sr.act_key, step) for sr in self.seeds]
+                if self.n == 1:
+                    chunks = np.asarray(self.learner.act(state.params, jnp.asarray(obs[0], jnp.float32)[None], keys[0]))
+                else:
+                    o = jnp.asarray(np.stack(obs), jnp.float32)[:, None]
+                    chunks = np.asarray(self.learner.act_seeds(state.params, o, jnp.stack(keys)))[:, 0]
+                for k, q in enumerate(queues):
+                    if not q:
+                        q.extend(np.reshape(chunks[k], (self.horizon, -1)))
             transitions, next_obs_list = [], []
             for k, env in enumerate(envs):
-                action = actions[k]
+                action = queues[k].pop(0)
                 next_obs, reward, terminated, truncated, env_info = env.step(action)
                 transitions.append(
                     dict(
@@ -268,6 +277,7 @@ class Loop:
                     del rec[:-20]
                     next_obs, _ = env.reset()
                     ep_returns[k] = 0.0
+                    queues[k].clear()
                 next_obs_list.append(next_obs)
             obs = next_obs_list
             if self.n == 1:

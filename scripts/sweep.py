@@ -239,22 +239,21 @@ def validate(runs: list[Run]) -> None:
         if (r.agent, None) not in checked:
             checked.add((r.agent, None))
             agents.check_name(r.agent)
-    # --preset=paper: every (agent, task) must have paper values (main.py would fail at start-up otherwise)
+    # --preset=...: every (agent, task) must have values under that preset (main.py would fail at start-up otherwise)
     bad = {}
     for r in runs:
-        if '--preset=paper' in r.argv and (r.agent, r.env) not in bad:
-            mod = agents.get_agent(r.agent)
+        presets = [a.split('=', 1)[1] for a in r.argv if a.startswith('--preset=')]
+        preset = presets[-1] if presets else 'default'
+        if preset != 'default' and (r.agent, r.env, preset) not in bad:
             try:
-                if not hasattr(mod, 'paper_preset'):
-                    raise ValueError(f'Agent {r.agent!r} has no paper preset.')
-                mod.paper_preset(r.env)
-                bad[(r.agent, r.env)] = None
+                agents.paper_preset(r.agent, r.env, protocol=preset)
+                bad[(r.agent, r.env, preset)] = None
             except ValueError as e:
-                bad[(r.agent, r.env)] = str(e)
+                bad[(r.agent, r.env, preset)] = str(e)
     bad = {k: v for k, v in bad.items() if v}
     if bad:
-        lines = [f'  {a} on {e}: {msg[:200]}' for (a, e), msg in list(bad.items())[:10]]
-        raise SweepError(f'--preset=paper is not available for {len(bad)} agent/task pair(s):\n' + '\n'.join(lines))
+        lines = [f'  {a} on {e} (--preset={p}): {msg[:200]}' for (a, e, p), msg in list(bad.items())[:10]]
+        raise SweepError(f'the preset is not available for {len(bad)} agent/task pair(s):\n' + '\n'.join(lines))
 
 
 # ---- state of the runs on disk --------------------------------------------------------------------------------------

@@ -182,3 +182,32 @@ def test_cli(tmp_path):
         check=False, args=cmd + ['--env_name=antsoccer-arena-navigate-v0'], env=env, capture_output=True, text=True
     )
     assert out.returncode != 0 and 'expert' in out.stderr
+
+
+def test_sparse_variant_relabels_rewards_as_the_released_qam_code(tmp_path):
+    """scene-play-sparse-singletask-task2-v0: the scene data and environment, rewards (r != 0) * -1 on the data and
+    online, the variant's name kept (so a run directory says which reward it used)."""
+    import envs
+
+    generate_dataset('scene-play-v0', str(tmp_path), num_episodes=2, episode_length=200, progress=False)
+    dense = envs.make_task('scene-play-singletask-task2-v0', dataset_dir=str(tmp_path), download=False)
+    sparse = envs.make_task('scene-play-sparse-singletask-task2-v0', dataset_dir=str(tmp_path), download=False)
+    assert sparse.name == 'scene-play-sparse-singletask-task2-v0'
+    r = dense.train_dataset['rewards']
+    assert r.min() <= -2.0  # several unsolved subtasks: the dense reward is not already sparse
+    np.testing.assert_array_equal(sparse.train_dataset['rewards'], np.where(r != 0.0, -1.0, 0.0))
+    np.testing.assert_array_equal(sparse.train_dataset['observations'], dense.train_dataset['observations'])
+    np.testing.assert_array_equal(sparse.train_dataset['masks'], dense.train_dataset['masks'])
+    assert [sparse.transform_reward(x) for x in (-3.0, -1.0, 0.0)] == [-1.0, -1.0, 0.0]
+    assert dense.transform_reward(-3.0) == -3.0
+    assert any('sparse rewards' in n for n in sparse.notes)
+    env = sparse.make_env(0)  # the real scene environment behind the variant name
+    assert env.action_space.shape == (dense.action_dim,)
+    env.close()
+
+
+def test_sparse_variant_of_a_navigation_task_is_refused(pointmaze_dir):
+    import envs
+
+    with pytest.raises(ValueError, match='manipulation families'):
+        envs.make_task('pointmaze-medium-navigate-sparse-singletask-task1-v0', dataset_dir=str(pointmaze_dir))

@@ -609,14 +609,14 @@ def _resolve(agent, env, explicit=()):
 # The released experiments/reproduce.py, transcribed: {OGBench env: (QAM inv_temp, QAM_EDIT (inv_temp, edit_scale),
 # QAM_FQL (inv_temp, fql_alpha))}; fql_alpha = 0 / edit_scale = 0 are plain QAM.
 REPRODUCE = {
-    'puzzle-3x3-play-singletask-task1-v0': (3.0, (1.0, 0.1), (3.0, 0.0)),
-    'scene-play-singletask-task2-v0': (1.0, (1.0, 0.0), (1.0, 300.0)),
+    'puzzle-3x3-play-sparse-singletask-task1-v0': (3.0, (1.0, 0.1), (3.0, 0.0)),
+    'scene-play-sparse-singletask-task2-v0': (1.0, (1.0, 0.0), (1.0, 300.0)),
     'cube-double-play-singletask-task3-v0': (1.0, (1.0, 0.0), (1.0, 0.0)),
     'antmaze-large-navigate-singletask-task4-v0': (10.0, (1.0, 0.1), (3.0, 30.0)),
     'humanoidmaze-medium-navigate-singletask-task5-v0': (3.0, (3.0, 0.1), (1.0, 30.0)),
     'cube-triple-play-singletask-task2-v0': (3.0, (3.0, 0.1), (10.0, 300.0)),
     'cube-quadruple-play-singletask-task1-v0': (1.0, (3.0, 0.1), (0.3, 30.0)),
-    'puzzle-4x4-play-singletask-task4-v0': (30.0, (0.1, 0.9), (3.0, 3.0)),
+    'puzzle-4x4-play-sparse-singletask-task4-v0': (30.0, (0.1, 0.9), (3.0, 3.0)),
     'antmaze-giant-navigate-singletask-task1-v0': (3.0, (10.0, 0.1), (3.0, 30.0)),
     'humanoidmaze-large-navigate-singletask-task1-v0': (3.0, (3.0, 0.1), (0.3, 30.0)),
 }
@@ -635,11 +635,12 @@ def test_paper_presets_are_reproduce_py():
             got = {k: c[k] for k in want}
             assert got == want, (agent, env, got)
             assert (c.rho, c.discount, c.num_critics, c.q_agg) == (rho, discount, 10, 'pessimistic'), (agent, env)
+            assert c.horizon_length == (1 if 'maze' in env else 5), (agent, env)  # reproduce.py: chunks on manipulation
             assert (c.sde_scheme, c.residual, c.grad_clip_norm, c.grad_clip_value) == ('released', False, 1.0, 0.0)
     # alpha = inf / sigma_a = 0 are plain QAM: no one-step or edit network, the flow acts
-    assert not qam.uses_onestep(_resolve('qam_fql', 'puzzle-3x3-play-singletask-task1-v0'))
+    assert not qam.uses_onestep(_resolve('qam_fql', 'puzzle-3x3-play-sparse-singletask-task1-v0'))
     assert not qam.uses_edit(_resolve('qam_edit', 'cube-double-play-singletask-task2-v0'))
-    assert set(qam.networks(_resolve('qam_fql', 'puzzle-3x3-play-singletask-task1-v0'), 3, 2)) == {
+    assert set(qam.networks(_resolve('qam_fql', 'puzzle-3x3-play-sparse-singletask-task1-v0'), 3, 2)) == {
         'critic',
         'bc_flow',
         'fast',

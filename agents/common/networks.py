@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from agents.common.rl import apply_valid
+
 # Variance scaling (fan_avg, uniform), as in the FQL / QAM reference code.
 default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
 
@@ -135,11 +137,12 @@ def euler_flow(field_fn, noises, flow_steps: int):
     return jnp.clip(jax.lax.fori_loop(0, flow_steps, body, noises), -1.0, 1.0)
 
 
-def flow_matching_loss(field_fn, actions, rng):
+def flow_matching_loss(field_fn, actions, rng, valid=None):
     """Conditional flow matching with the linear path x_t = (1 - t) x0 + t x1, x0 ~ N(0, I) (FQL Eq. (1),
-    QAM Eq. (17)). `field_fn(x_t, t)`; returns the mean squared velocity error."""
+    QAM Eq. (17)). `field_fn(x_t, t)`; returns the mean squared velocity error (samples with valid = 0 count as zero,
+    agents.common.rl.apply_valid)."""
     x_rng, t_rng = jax.random.split(rng)
     x0 = jax.random.normal(x_rng, actions.shape, actions.dtype)
     t = jax.random.uniform(t_rng, (*actions.shape[:-1], 1), actions.dtype)
     x_t = (1 - t) * x0 + t * actions
-    return jnp.mean((field_fn(x_t, t) - (actions - x0)) ** 2)
+    return jnp.mean(apply_valid((field_fn(x_t, t) - (actions - x0)) ** 2, valid))

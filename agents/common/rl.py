@@ -17,17 +17,34 @@ def aggregate_q(qs: jax.Array, how: str, rho: float = 0.5) -> jax.Array:
     raise ValueError(f'Unknown q aggregation {how!r}.')
 
 
+def td_discount(config) -> float:
+    """The bootstrap discount: gamma^h after a chunk of h = horizon_length actions (gamma for h = 1), as the released
+    QAM code's critic_loss (discount ** horizon_length)."""
+    return config.discount**config.horizon_length
+
+
+def apply_valid(x: jax.Array, valid: jax.Array | None, axis: int = 0) -> jax.Array:
+    """x with the samples (indexed by `axis`) whose action chunk runs past an episode end zeroed: the released QAM
+    code's `loss * batch['valid'][..., -1]` before the mean (invalid samples count as zeros in the mean). `valid` is
+    None for horizon_length = 1, and x is returned as it is."""
+    if valid is None:
+        return x
+    axis = axis % x.ndim
+    return x * valid.reshape(valid.shape + (1,) * (x.ndim - axis - 1))
+
+
 def critic_td_loss(learner, params, state, batch, next_actions):
-    """TD regression of every critic head onto y = r + gamma * mask * agg_k Q_target_k(s', a'), a' from the policy
-    (FQL Eq. (3); FAV Sec. 5.1). `next_actions` must already be computed without gradients."""
+    """TD regression of every critic head onto y = r + gamma^h * mask * agg_k Q_target_k(s', a'), a' from the policy
+    (FQL Eq. (3); FAV Sec. 5.1; h = horizon_length, the chunk's summed reward and the state after it for h > 1).
+    `next_actions` must already be computed without gradients."""
     cfg = learner.config
     next_qs = learner.apply(
         'critic', state.target_params, batch['next_observations'], jax.lax.stop_gradient(next_actions)
     )
     next_q = aggregate_q(next_qs, cfg.q_agg, cfg.rho)
-    target = batch['rewards'] + cfg.discount * batch['masks'] * next_q
+    target = batch['rewards'] + td_discount(cfg) * batch['masks'] * next_q
     qs = learner.apply('critic', params, batch['observations'], batch['actions'])
-    loss = jnp.mean((qs - target) ** 2)
+    loss = jnp.mean(apply_valid((qs - target) ** 2, batch.get('valid'), axis=1))
     return loss, {'critic/loss': loss, 'critic/q_mean': qs.mean(), 'critic/q_max': qs.max(), 'critic/q_min': qs.min()}
 
 

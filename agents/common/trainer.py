@@ -50,11 +50,14 @@ class Learner:
         self.agent = agent
         self.config = config
         self.obs_dim = obs_dim
-        self.action_dim = action_dim
+        # The environment's action_dim; the policy and the critic act on chunks of horizon_length of them, flattened
+        # (agents/common/buffer.py), so `self.action_dim` is the chunk's dimension.
+        self.env_action_dim = action_dim
+        self.action_dim = action_dim * config.get('horizon_length', 1)
         self.consts = consts or {}
         self.modules = {}
         self.example_inputs = {}
-        for name, (module, shapes) in agent.networks(config, obs_dim, action_dim).items():
+        for name, (module, shapes) in agent.networks(config, obs_dim, self.action_dim).items():
             self.modules[name] = module
             self.example_inputs[name] = shapes
         self.targets = tuple(agent.target_networks(config))
@@ -110,17 +113,19 @@ class Learner:
     # ---- fused steps: batches sampled on the device, steps wrapped in lax.scan -----------------------------------
     @functools.partial(jax.jit, static_argnums=(0, 3))
     def train_steps(self, state: TrainState, buffer: dict, num_steps: int) -> tuple[TrainState, dict]:
-        """`num_steps` gradient steps on batches drawn uniformly from `buffer`. Returns metrics averaged over the
-        steps, plus `finite` (1.0 iff every loss of every step was finite)."""
+        """`num_steps` gradient steps on batches drawn uniformly from `buffer` (of action chunks with
+        horizon_length > 1). Returns metrics averaged over the steps, plus `finite` (1.0 iff every loss of every step
+        was finite)."""
         return self._scan(state, buffer, num_steps)
 
     def _scan(self, state, buffer, num_steps):
         batch_size = self.config.batch_size
         mix = float(self.config.get('mix_offline', 0.0))
+        horizon, discount = self.config.horizon_length, self.config.discount
 
         def body(st, _):
             rng, batch_rng = jax.random.split(st.rng)
-            batch = buffer_lib.sample(buffer, batch_rng, batch_size, mix)
+            batch = buffer_lib.sample(buffer, batch_rng, batch_size, mix, horizon, discount)
             st, info = self.update(st.replace(rng=rng), batch)
             return st, info
 
