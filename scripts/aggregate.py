@@ -382,16 +382,17 @@ FAV_METHODS = {
 }
 QAM_METHODS = {'rebrac': 'ReBRAC', 'fql': 'FQL', 'qam': 'QAM', 'qam_fql': 'QAM-FQL', 'qam_edit': 'QAM-EDIT'}
 VGF_METHODS = {'iql': 'IQL', 'rebrac': 'ReBRAC', 'fql': 'FQL', 'vgf': 'VGF'}
-# QAM Table 1 domains <- tiltbench OGBench families (QAM used sparse-reward scene/puzzle, 100M-transition
-# puzzle-4x4/cube-quadruple data and action chunks of 5 on manipulation; tiltbench runs the standard tasks).
+# QAM Table 1 domains <- tiltbench OGBench families. QAM Table 1 is put beside runs made under its protocol only
+# (`--preset=qam`, or `paper` for the QAM agents: K = 10 critics, chunks of 5 on manipulation, the sparse scene /
+# puzzle variants). Its puzzle-4x4 / cube-quadruple numbers used 100M-transition datasets.
 QAM_DOMAINS = {
     'antmaze-large-navigate': 'antmaze-large',
     'antmaze-giant-navigate': 'antmaze-giant',
     'humanoidmaze-medium-navigate': 'humanoidmaze-medium',
     'humanoidmaze-large-navigate': 'humanoidmaze-large',
-    'scene-play': 'scene',
-    'puzzle-3x3-play': 'puzzle-3x3',
-    'puzzle-4x4-play': 'puzzle-4x4',
+    'scene-play-sparse': 'scene',
+    'puzzle-3x3-play-sparse': 'puzzle-3x3',
+    'puzzle-4x4-play-sparse': 'puzzle-4x4',
     'cube-double-play': 'cube-double',
     'cube-triple-play': 'cube-triple',
     'cube-quadruple-play': 'cube-quadruple',
@@ -459,6 +460,16 @@ class Table:
         return self.key[0] == 'full'
 
 
+def run_protocol(r: RunData) -> str | None:
+    """The paper protocol a run's preset reproduced ('fav', 'qam', 'vgf'), or None (defaults, or an unknown agent)."""
+    import agents
+
+    try:
+        return agents.protocol_of(r.agent, r.flags.get('preset') or 'default')
+    except (KeyError, AttributeError, ModuleNotFoundError):
+        return None
+
+
 def build_table(key, runs: list[RunData], sources: list[Source], n_boot: int, final_evals: int = 0) -> Table:
     o2o = runs[0].o2o
     t = Table(key, group_id(key), runs, ('offline', 'online') if o2o else ('score',), final_evals=final_evals)
@@ -476,6 +487,7 @@ def build_table(key, runs: list[RunData], sources: list[Source], n_boot: int, fi
             n_seeds=len(rs),
             seeds=' '.join(str(r.seed) for r in rs),
             per_seed={},
+            qam_protocol=all(run_protocol(r) == 'qam' for r in rs),
         )
         for m in t.metrics:
             x = [r.scores[m] for r in rs if not math.isnan(r.scores[m])]
@@ -527,7 +539,12 @@ def build_table(key, runs: list[RunData], sources: list[Source], n_boot: int, fi
                 domain, method = QAM_DOMAINS.get(frow['family']), s.methods.get(frow['agent'])
                 tasks = {r.split('-singletask-')[-1] for r in frow['tasks'].split()}
                 complete = tasks >= {f'task{i}-v0' for i in range(1, 6)}  # QAM averages all five tasks
-                v = s.values.get((domain, method)) if domain and method and complete else None
+                same = all(
+                    r['qam_protocol']
+                    for r in t.task_rows
+                    if (r['family'], r['method']) == (frow['family'], frow['method'])
+                )
+                v = s.values.get((domain, method)) if domain and method and complete and same else None
                 frow[f'{s.key}_score'] = v['score'] if v else (math.nan, math.nan)
                 hit |= v is not None
             if hit:

@@ -35,6 +35,7 @@ def make_run(
     status='finished',
     name=None,
     extra_argv=(),
+    preset='default',
 ):
     """A run directory as main.py writes it. evals: [(step, phase, score)]."""
     root = str(root)
@@ -51,7 +52,7 @@ def make_run(
         eval_interval=eval_interval,
         eval_episodes=eval_episodes,
         generate_episodes=generate_episodes,
-        preset='default',
+        preset=preset,
         save_dir=root,
         run_name=None,
     )
@@ -327,22 +328,25 @@ def test_join_with_published_numbers(tmp_path):
                 extra_argv=[f'--agent.alpha={alpha}'],
             )
         for i in range(1, 6):  # all five cube-double tasks: QAM Table 1 has a domain average for them
-            make_run(
-                runs,
-                'qam',
-                f'cube-double-play-singletask-task{i}-v0',
-                seed,
-                1000 * K,
-                offline_evals(1000 * K, 100 * K, lambda _, i=i: 10.0 * i),
-            )
+            for agent, preset in (('qam', 'paper'), ('rebrac', 'qam'), ('fql', 'default')):
+                make_run(
+                    runs,
+                    agent,
+                    f'cube-double-play-singletask-task{i}-v0',
+                    seed,
+                    1000 * K,
+                    offline_evals(1000 * K, 100 * K, lambda _, i=i: 10.0 * i),
+                    preset=preset,
+                )
         for i in range(1, 5):  # only four of five tasks: no QAM domain average
             make_run(
                 runs,
                 'qam',
-                f'scene-play-singletask-task{i}-v0',
+                f'scene-play-sparse-singletask-task{i}-v0',
                 seed,
                 1000 * K,
                 offline_evals(1000 * K, 100 * K, lambda _: 1.0),
+                preset='qam',
             )
     out = tmp_path / 'out'
     agg.aggregate(str(runs), str(out), REF, n_boot=200, plots=False)
@@ -367,8 +371,11 @@ def test_join_with_published_numbers(tmp_path):
     with open(os.path.join(REF, 'qam_table1_offline_domain_averages.csv'), newline='') as f:
         qam_t1 = {r['method']: r for r in csv.DictReader(f)}
     assert num(fams[('cube-double-play', 'qam')]['qam_t1_score_mean']) == float(qam_t1['QAM']['cube-double'])
+    assert num(fams[('cube-double-play', 'rebrac')]['qam_t1_score_mean']) == float(qam_t1['ReBRAC']['cube-double'])
     assert num(fams[('cube-double-play', 'qam')]['score_mean']) == pytest.approx(30.0)
-    assert math.isnan(num(fams[('scene-play', 'qam')]['qam_t1_score_mean']))  # 4 of 5 tasks: no domain average
+    # QAM Table 1 sits only beside runs made under its protocol: FQL with the defaults gets none
+    assert math.isnan(num(fams[('cube-double-play', 'fql')]['qam_t1_score_mean']))
+    assert math.isnan(num(fams[('scene-play-sparse', 'qam')]['qam_t1_score_mean']))  # 4 of 5 tasks: no average
     md = (out / 'README.md').read_text()
     assert 'FAV Table 11 (mean ± 95% CI)' in md and 'QAM Table 1 (5-task domain average, QAM protocol)' in md
 

@@ -46,7 +46,7 @@ run_family() {
   local name=$1 fam=$2 agents=$3 envs i
   shift 3
   if [ $REDUCED = 1 ]; then
-    if [[ $GENERATABLE != *" $fam "* ]]; then
+    if [[ $GENERATABLE != *" ${fam%-sparse} "* ]]; then
       echo "[reproduce] skipping $name: the $fam data cannot be generated locally (reduced variant)" >&2
       return 0
     fi
