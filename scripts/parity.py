@@ -201,6 +201,9 @@ _UNUSED = {
     'mix_offline': 'acts in the online phase only; the harness compares offline training (no online steps)',
 }
 _OLD_PARAMS = ((True,), 'its target_update reads self.network / self.critic, the parameters before the step')
+# Action chunking: the QAM repository's chunked setting is not mapped yet (the harness runs --horizon_length=1 with
+# action_chunking=False); the FAV and VGF code has no chunks.
+_NO_CHUNKS = ((1,), 'the harness compares the non-chunked setting (horizon_length=1)')
 
 # ColinQiyangLi/qam @ f93efd2 (agents/qam.py, agents/bam.py, main.py). Line numbers are of that commit.
 _QAM_KEYS = {
@@ -227,6 +230,7 @@ _QAM_ALLOWED = {
     'grad_clip_norm': ((0.0, 1.0), 'clip_grad clips the global norm at 1 or not at all (create, l.387-391)'),
     'grad_clip_value': ((0.0,), 'it has no element-wise gradient clipping (create, l.387-391)'),
     'target_from_old_params': _OLD_PARAMS,
+    'horizon_length': _NO_CHUNKS,
 }
 # Not mapped in any released repository: grad/max, grad/min, grad/norm (utils/flax_utils.py apply_loss_fn: the signed
 # max / min over arrays and the sum of the per-array L2 norms), while tiltbench's grad/norm is the global L2 norm and
@@ -343,6 +347,7 @@ _FAV = Mapping(
         'use_repulsive': ((True,), 'the repulsive term is always on (l.67-74)'),
         'q_grad': (('autodiff',), 'grad_a Q is by jax.grad (l.58-63)'),
         'target_from_old_params': _OLD_PARAMS,
+        'horizon_length': _NO_CHUNKS,
     },
     unused={
         **_UNUSED,
@@ -403,6 +408,7 @@ _VGF = Mapping(
             'its --normalize_r scales D4RL rewards only (envs/env_utils.py l.134-141); the harness runs OGBench',
         ),
         'target_from_old_params': _OLD_PARAMS,
+        'horizon_length': _NO_CHUNKS,
         'test_vgf_steps': (
             lambda v: set(v if isinstance(v, (tuple, list)) else (v,)) <= set(VGF_TEST_STEPS),
             f'its main.py evaluates L_test in {VGF_TEST_STEPS} only (main.py l.269)',
