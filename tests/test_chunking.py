@@ -316,3 +316,16 @@ def test_preset_qam_runs_the_protocol_on_a_sparse_task_and_records_it(tmp_path):
     assert cfg['config']['alpha'] == 300.0  # reproduce.py FQL on scene-play-sparse
     assert any('sparse rewards' in n for n in cfg['task_notes'])
     assert read_final(run)['steps'] == 11
+
+
+def test_fav_dataset_bandwidth_is_scotts_rule_on_the_flattened_chunks():
+    from agents import fav
+
+    config = agents.get_config('fav')
+    with config.unlocked():
+        config.update(adaptive_bandwidth='dataset', horizon_length=3)
+    actions = np.random.default_rng(0).uniform(-1, 1, (50, 2))
+    chunks = np.stack([actions[i : i + 3].reshape(-1) for i in range(48)])  # (N - h + 1, h * d), slow and obvious
+    got = fav.constants(config, {'actions': actions})['bandwidth']
+    assert got == pytest.approx(fav.scott_bandwidth(chunks, config.batch_size), rel=1e-12)
+    assert got != pytest.approx(fav.scott_bandwidth(actions, config.batch_size), rel=1e-3)  # d enters the exponent
