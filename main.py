@@ -36,6 +36,12 @@ flags.DEFINE_string('dataset_path', None, 'Explicit dataset file (D4RL hdf5).')
 flags.DEFINE_bool('download', True, 'Try to download missing OGBench datasets.')
 flags.DEFINE_bool('generate', True, 'Generate missing OGBench datasets locally when they cannot be downloaded.')
 flags.DEFINE_integer('generate_episodes', None, 'Episodes to generate (default: the official dataset size).')
+flags.DEFINE_integer(
+    'dataset_replace_interval',
+    1000,
+    'Sharded datasets (the -100m variants): move on to the next shard every this many gradient steps (the released '
+    'main.py default; 0 = keep the first shard).',
+)
 flags.DEFINE_enum(
     'preset',
     'default',

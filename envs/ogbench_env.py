@@ -23,18 +23,57 @@ OGBENCH_FAMILIES = ('pointmaze', 'antmaze', 'humanoidmaze', 'antsoccer', 'cube',
 SPARSE_FAMILIES = ('cube', 'scene', 'puzzle')
 
 
-def split_sparse(env_name: str) -> tuple[str, bool]:
-    """`scene-play-sparse-singletask-task2-v0` -> (`scene-play-singletask-task2-v0`, True); other names -> (name,
-    False)."""
+LARGE_URL = 'https://rail.eecs.berkeley.edu/datasets/ogbench'
+
+
+def split_variants(env_name: str) -> tuple[str, bool, bool]:
+    """Variant words between the dataset type and `singletask`: `-100m` (the 100M-transition datasets, in shards) and
+    `-sparse` (sparse rewards). `puzzle-4x4-play-100m-sparse-singletask-task4-v0` -> (`puzzle-4x4-play-singletask-
+    task4-v0`, sparse=True, large=True); other names -> (name, False, False)."""
     splits = env_name.split('-')
-    if (
-        'singletask' in splits
-        and splits.index('singletask') >= 1
-        and splits[splits.index('singletask') - 1] == 'sparse'
-    ):
-        pos = splits.index('singletask') - 1
-        return '-'.join(splits[:pos] + splits[pos + 1 :]), True
-    return env_name, False
+    if 'singletask' not in splits:
+        return env_name, False, False
+    pos = splits.index('singletask')
+    start = pos
+    while start > 1 and splits[start - 1] in ('sparse', '100m'):
+        start -= 1
+    words = splits[start:pos]
+    if len(set(words)) != len(words):
+        return env_name, False, False
+    return '-'.join(splits[:start] + splits[pos:]), 'sparse' in words, '100m' in words
+
+
+def large_dataset_dir(dataset_dir: str, env_name: str) -> str:
+    """The directory of a 100M dataset's shards, in the released layout: <dataset_dir>/<dataset>-100m-v0/*.npz (each
+    shard with its -val.npz), e.g. ~/.ogbench/data/cube-quadruple-play-100m-v0/."""
+    from envs import ogbench_gen
+
+    base = ogbench_gen.dataset_name_for(env_name)  # cube-quadruple-play-v0
+    return os.path.join(os.path.expanduser(dataset_dir), base.replace('-v0', '-100m-v0'))
+
+
+def large_dataset_shards(dataset_dir: str, env_name: str) -> list[str]:
+    """The training shards of a 100M dataset, sorted (the released main.py's glob, -val files excluded). Raises
+    DatasetError saying how to get them."""
+    import glob
+
+    d = large_dataset_dir(dataset_dir, env_name)
+    shards = [f for f in sorted(glob.glob(os.path.join(d, '*.npz'))) if not f.endswith('-val.npz')]
+    missing_val = [f for f in shards if not os.path.exists(f[: -len('.npz')] + '-val.npz')]
+    if not shards or missing_val:
+        name = os.path.basename(d)
+        what = (
+            f'no shards in {d}'
+            if not shards
+            else f'{len(missing_val)} shards without their -val file ({missing_val[0]})'
+        )
+        raise DatasetError(
+            f'The 100M-transition dataset {name} for {env_name}: {what}. It cannot be generated here (100 x 1M '
+            f'transitions); download it on a machine with internet into --dataset_dir: cd '
+            f'{os.path.dirname(d)} && wget -r -np -nH --cut-dirs=2 -A "*.npz" {LARGE_URL}/{name}/ (the OGBench README, '
+            '"larger datasets"; QAM Table 1 uses them for puzzle-4x4 and cube-quadruple).'
+        )
+    return shards
 
 
 def sparse_reward(r):
@@ -53,7 +92,7 @@ def is_registered(env_name: str) -> bool:
     import gymnasium
     import ogbench  # noqa: F401  (registers the environments)
 
-    splits = split_sparse(env_name)[0].split('-')
+    splits = split_variants(env_name)[0].split('-')
     pos = splits.index('singletask')
     return '-'.join(splits[: pos - 1] + splits[pos:]) in gymnasium.registry
 
@@ -133,35 +172,59 @@ def ensure_dataset(
 
 
 def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **ensure_kwargs) -> Task:
-    """`env_name` may be a `-sparse` variant (split_sparse): the same data and environment with sparse rewards."""
+    """`env_name` may carry variant words (split_variants): `-sparse` (the same data and environment with sparse
+    rewards) and `-100m` (the 100M-transition dataset: the first shard here, the others in `extra['shards']`, read by
+    `load_shard` when the training loop moves on to them)."""
     import ogbench
 
     name = env_name
-    env_name, sparse = split_sparse(env_name)
+    env_name, sparse, large = split_variants(env_name)
     if sparse and env_name.split('-')[0] not in SPARSE_FAMILIES:
         raise ValueError(
             f'{name}: sparse-reward variants exist for the manipulation families ({", ".join(SPARSE_FAMILIES)}), '
             'whose rewards count unsolved subtasks; the other families already reward success only.'
         )
-    notes = ensure_dataset(env_name, dataset_dir, **ensure_kwargs)
+    if large:
+        shards = large_dataset_shards(dataset_dir, env_name)
+        notes = [f'100M dataset: {len(shards)} shards in {os.path.dirname(shards[0])}, one at a time']
+        where = dict(dataset_path=shards[0])
+    else:
+        shards = None
+        notes = ensure_dataset(env_name, dataset_dir, **ensure_kwargs)
+        where = dict(dataset_dir=os.path.expanduser(dataset_dir))
     try:
-        env, train, val = ogbench.make_env_and_datasets(env_name, dataset_dir=os.path.expanduser(dataset_dir))
+        env, train, val = ogbench.make_env_and_datasets(env_name, **where)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        from envs import ogbench_gen
-
-        train_path, _ = _paths(dataset_dir, ogbench_gen.dataset_name_for(env_name))
-        raise DatasetError(
-            f'Could not read the OGBench dataset for {env_name} from {dataset_dir} ({type(e).__name__}: {e}). The file '
-            f'may be truncated or not an ogbench .npz; delete {train_path} (and its -val file) and download or '
-            'generate it again.'
-        ) from e
+        raise _unreadable(env_name, dataset_dir, shards[0] if shards else None, e) from e
     env.close()
-    train = check_dataset(train, f'{env_name} (train)')
-    val = check_dataset(val, f'{env_name} (val)')
-    if sparse:
-        for ds in (train, val):
+
+    def prepare(ds: dict, what: str) -> dict:
+        ds = check_dataset(ds, f'{name} ({what})')
+        if sparse:
             ds['rewards'] = sparse_reward(ds['rewards']).astype(np.float32)
+        return ds
+
+    train, val = prepare(train, 'train'), prepare(val, 'val')
+    if sparse:
         notes.append('sparse rewards: (r != 0) * -1 on the data and online (the released QAM code, --sparse)')
+    extra = {}
+    if shards:
+
+        def load_shard(k: int) -> dict:
+            """Training data of shard k (modulo the number of shards), prepared like the first."""
+            path = shards[k % len(shards)]
+            relabel_env = ogbench.make_env_and_datasets(env_name, env_only=True)  # rewards of the single task
+            try:
+                ds, _ = ogbench.make_env_and_datasets(
+                    env_name, dataset_path=path, dataset_only=True, cur_env=relabel_env
+                )
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                raise _unreadable(env_name, dataset_dir, path, e) from e
+            finally:
+                relabel_env.close()
+            return prepare(ds, os.path.basename(path))
+
+        extra = {'shards': shards, 'load_shard': load_shard}
 
     def make_env(seed: int):
         e = ogbench.make_env_and_datasets(env_name, env_only=True)
@@ -178,4 +241,15 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
         protocol='OGBench: success rate (%) at the end of each evaluation episode',
         notes=notes,
         transform_reward=(lambda r: float(sparse_reward(r))) if sparse else (lambda r: r),
+        extra=extra,
+    )
+
+
+def _unreadable(env_name: str, dataset_dir: str, path: str | None, e: Exception) -> DatasetError:
+    from envs import ogbench_gen
+
+    train_path = path or _paths(dataset_dir, ogbench_gen.dataset_name_for(env_name))[0]
+    return DatasetError(
+        f'Could not read the OGBench dataset for {env_name} ({train_path}: {type(e).__name__}: {e}). The file may be '
+        f'truncated or not an ogbench .npz; delete {train_path} (and its -val file) and download or generate it again.'
     )

@@ -33,6 +33,7 @@ FLAG_NAMES = (
     'download',
     'generate',
     'generate_episodes',
+    'dataset_replace_interval',
     'preset',
     'overwrite',
     'resume',
@@ -75,7 +76,15 @@ def validate(agent_mod, config, task, f) -> None:
     n = len(task.train_dataset['observations'])
     if config.batch_size > n:
         raise ValueError(f'batch_size {config.batch_size} is larger than the dataset ({n} transitions).')
-    for name in ('offline_steps', 'online_steps', 'eval_episodes', 'log_interval', 'eval_interval', 'save_interval'):
+    for name in (
+        'offline_steps',
+        'online_steps',
+        'eval_episodes',
+        'log_interval',
+        'eval_interval',
+        'save_interval',
+        'dataset_replace_interval',
+    ):
         if getattr(f, name) < 0:
             raise ValueError(f'--{name} must be non-negative, got {getattr(f, name)}.')
     if f.updates_per_call < 1:
@@ -99,6 +108,8 @@ def run_name_for(f, agent_name: str, seed: int) -> str:
 
 
 RESUME_IGNORED = ('resume', 'overwrite', 'progress', 'wandb', 'save_dir', 'run_name', 'num_seeds')
+# Flags added after runs were made: a config.json without them ran with these values (their defaults).
+FLAGS_ADDED = {'dataset_replace_interval': 1000}
 
 
 def _prepare_run_dirs(f, agent_name, config, flags_dict):
@@ -129,10 +140,11 @@ def _prepare_run_dirs(f, agent_name, config, flags_dict):
             for k, v in config.to_dict().items()
             if _norm(old.get('config', {}).get(k)) != _norm(v)
         ]
+        old_flags = {**{k: v for k, v in FLAGS_ADDED.items() if k not in old.get('flags', {})}, **old.get('flags', {})}
         diffs += [
-            f'--{k}: {old.get("flags", {}).get(k)!r} -> {v!r}'
+            f'--{k}: {old_flags.get(k)!r} -> {v!r}'
             for k, v in flags_dict.items()
-            if k not in RESUME_IGNORED and _norm(old.get('flags', {}).get(k)) != _norm(v)
+            if k not in RESUME_IGNORED and _norm(old_flags.get(k)) != _norm(v)
         ]
         if diffs:
             raise RunDirError(

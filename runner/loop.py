@@ -88,6 +88,11 @@ class Loop:
         self.t0 = time.time()
         self.online_counters = {'episodes': [0] * self.n, 'recent': [[] for _ in range(self.n)]}
         self.horizon = learner.config.horizon_length  # actions per policy call, executed open-loop
+        # 100M datasets come in shards: the offline rows are replaced by the next shard every dataset_replace_interval
+        # gradient steps (the released main.py), shard k = step // interval (mod the number of shards).
+        shards = task.extra.get('shards') or ()
+        self.replace_interval = flags.dataset_replace_interval if len(shards) > 1 else 0
+        self.shard = 0
 
     # ---- state helpers (plain for one seed, stacked along axis 0 for several) -------------------------------------
     def init_state(self):
@@ -207,23 +212,42 @@ class Loop:
     def _due(step: int, interval: int) -> bool:
         return interval > 0 and step % interval == 0
 
+    def shard_for(self, step: int) -> int:
+        return step // self.replace_interval if self.replace_interval else 0
+
+    def load_shard(self, step: int, buffer, online: bool = False):
+        """The buffer with the offline rows of the shard due at `step` (unchanged if it is already loaded)."""
+        k = self.shard_for(step) % len(self.task.extra.get('shards') or (0,))
+        if k == self.shard:
+            return buffer
+        self.shard = k
+        data = self.task.extra['load_shard'](k)
+        if online:
+            return buffer_lib.replace_offline_rows(buffer, data)
+        return buffer_lib.make_buffer(data)
+
     def offline(self, state, buffer, start: int = 0):
         f = self.f
         total = f.offline_steps
         step = start
+        buffer = self.load_shard(step, buffer)
         bar = tqdm(total=total, initial=step, desc='offline', disable=not f.progress, unit='step', smoothing=0.1)
         while step < total:
             n = min(f.updates_per_call, total - step)
-            for interval in (f.log_interval, f.eval_interval, f.save_interval):
+            for interval in (f.log_interval, f.eval_interval, f.save_interval, self.replace_interval):
                 if interval > 0:
                     n = min(n, interval - step % interval)
             state, infos = self._train(state, buffer, n)
+            trained_on = self.shard
             step += n
             bar.update(n)
             for k, info in enumerate(infos):
                 _check_finite(info, step, 'offline', f' (seed {self.seeds[k].seed})' if self.n > 1 else '')
+            if step < total:
+                buffer = self.load_shard(step, buffer)
             if self._due(step, f.log_interval) or step == total:
-                self.log_train(infos, step, 'offline')
+                shard = [{'data/shard': trained_on}] * self.n if self.replace_interval else None
+                self.log_train(infos, step, 'offline', shard)
                 bar.set_postfix(loss=f'{infos[0]["total_loss"]:.3g}')
             if self._due(step, f.eval_interval) or step == total:
                 self.evaluate(state, step, 'offline')
@@ -235,6 +259,7 @@ class Loop:
     def online(self, state, buffer, start: int, done: int = 0):
         """`start`: gradient steps before the online phase (= offline steps); `done`: online steps already taken."""
         f = self.f
+        self.shard = 0  # the online buffer is built from task.train_dataset, the first shard
         envs = [self.task.make_env(sr.seed) for sr in self.seeds]
         obs = [env.reset(seed=sr.seed + done)[0] for env, sr in zip(envs, self.seeds)]
         total = start + f.online_steps
@@ -280,6 +305,8 @@ class Loop:
                     queues[k].clear()
                 next_obs_list.append(next_obs)
             obs = next_obs_list
+            if self.replace_interval:
+                buffer = self.load_shard(step - 1, buffer, online=True)
             if self.n == 1:
                 state, buffer, info = self.learner.add_and_train(state, buffer, transitions[0])
                 infos = [info]

@@ -384,7 +384,7 @@ QAM_METHODS = {'rebrac': 'ReBRAC', 'fql': 'FQL', 'qam': 'QAM', 'qam_fql': 'QAM-F
 VGF_METHODS = {'iql': 'IQL', 'rebrac': 'ReBRAC', 'fql': 'FQL', 'vgf': 'VGF'}
 # QAM Table 1 domains <- tiltbench OGBench families. QAM Table 1 is put beside runs made under its protocol only
 # (`--preset=qam`, or `paper` for the QAM agents: K = 10 critics, chunks of 5 on manipulation, the sparse scene /
-# puzzle variants). Its puzzle-4x4 / cube-quadruple numbers used 100M-transition datasets.
+# puzzle variants) and, for puzzle-4x4 / cube-quadruple, on the 100M-transition datasets (the -100m names).
 QAM_DOMAINS = {
     'antmaze-large-navigate': 'antmaze-large',
     'antmaze-giant-navigate': 'antmaze-giant',
@@ -392,10 +392,10 @@ QAM_DOMAINS = {
     'humanoidmaze-large-navigate': 'humanoidmaze-large',
     'scene-play-sparse': 'scene',
     'puzzle-3x3-play-sparse': 'puzzle-3x3',
-    'puzzle-4x4-play-sparse': 'puzzle-4x4',
+    'puzzle-4x4-play-100m-sparse': 'puzzle-4x4',
     'cube-double-play': 'cube-double',
     'cube-triple-play': 'cube-triple',
-    'cube-quadruple-play': 'cube-quadruple',
+    'cube-quadruple-play-100m': 'cube-quadruple',
 }
 
 

@@ -3,8 +3,9 @@
 # evaluations every 100K; QAM Table 1 reports 5-task domain averages) under QAM's protocol, `--preset=qam`
 # (experiments/reproduce.py): K = 10 critic heads with the pessimistic target (rho 0.5; 0 on humanoidmaze), action
 # chunks of 5 on cube / scene / puzzle, the sparse-reward scene and puzzle variants, and reproduce.py's per-domain
-# values for every method of Table 1 that tiltbench has: qam, qam_fql, qam_edit, fql, rebrac. What remains different:
-# cube-quadruple and puzzle-4x4 run on the 1M-transition datasets, not QAM's 100M ones.
+# values for every method of Table 1 that tiltbench has: qam, qam_fql, qam_edit, fql, rebrac; puzzle-4x4 and
+# cube-quadruple on the 100M-transition datasets (the -100m names; download them first, main.py says how). The
+# --reduced variant runs the 1M-transition puzzle-4x4 it can generate instead.
 #
 # Usage (every argument except --reduced goes to scripts/sweep.py):
 #   scripts/reproduce_qam.sh --list
@@ -25,10 +26,10 @@ AGENTS='qam qam_fql qam_edit fql rebrac'
 #          sweep name              domain (family)                agents     protocol
 run_family qam_scene               scene-play-sparse              "$AGENTS"  --preset=qam
 run_family qam_puzzle-3x3          puzzle-3x3-play-sparse         "$AGENTS"  --preset=qam
-run_family qam_puzzle-4x4          puzzle-4x4-play-sparse         "$AGENTS"  --preset=qam
+run_family qam_puzzle-4x4          puzzle-4x4-play-100m-sparse    "$AGENTS"  --preset=qam
 run_family qam_cube-double         cube-double-play               "$AGENTS"  --preset=qam
 run_family qam_cube-triple         cube-triple-play               "$AGENTS"  --preset=qam
-run_family qam_cube-quad           cube-quadruple-play            "$AGENTS"  --preset=qam
+run_family qam_cube-quad           cube-quadruple-play-100m       "$AGENTS"  --preset=qam
 run_family qam_antmaze-large       antmaze-large-navigate         "$AGENTS"  --preset=qam
 run_family qam_antmaze-giant       antmaze-giant-navigate         "$AGENTS"  --preset=qam
 run_family qam_humanoid-med        humanoidmaze-medium-navigate   "$AGENTS"  --preset=qam

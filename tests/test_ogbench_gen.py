@@ -211,3 +211,82 @@ def test_sparse_variant_of_a_navigation_task_is_refused(pointmaze_dir):
 
     with pytest.raises(ValueError, match='manipulation families'):
         envs.make_task('pointmaze-medium-navigate-sparse-singletask-task1-v0', dataset_dir=str(pointmaze_dir))
+
+
+def test_variant_names():
+    from envs.ogbench_env import split_variants
+
+    assert split_variants('puzzle-4x4-play-100m-sparse-singletask-task4-v0') == (
+        'puzzle-4x4-play-singletask-task4-v0',
+        True,
+        True,
+    )
+    assert split_variants('cube-quadruple-play-100m-singletask-task1-v0') == (
+        'cube-quadruple-play-singletask-task1-v0',
+        False,
+        True,
+    )
+    assert split_variants('scene-play-sparse-singletask-task2-v0') == ('scene-play-singletask-task2-v0', True, False)
+    assert split_variants('cube-single-play-singletask-task2-v0') == (
+        'cube-single-play-singletask-task2-v0',
+        False,
+        False,
+    )
+
+
+def test_missing_100m_dataset_says_how_to_get_it(tmp_path):
+    import envs
+    from envs.base import DatasetError
+
+    with pytest.raises(DatasetError) as e:
+        envs.make_task('cube-quadruple-play-100m-singletask-task1-v0', dataset_dir=str(tmp_path))
+    msg = str(e.value)
+    assert str(tmp_path / 'cube-quadruple-play-100m-v0') in msg
+    assert (
+        'wget -r -np -nH --cut-dirs=2 -A "*.npz" https://rail.eecs.berkeley.edu/datasets/ogbench/cube-quadruple-play-100m-v0/'
+        in msg
+    )
+
+
+def test_sharded_100m_layout_is_read_shard_by_shard_in_training(tmp_path):
+    """The released layout <dataset_dir>/<name>-100m-v0/*.npz (+ -val.npz per shard), written here from a locally
+    generated cube-single dataset cut into three one-episode shards: main.py reads them in turn, one shard per
+    --dataset_replace_interval gradient steps (logged as data/shard), offline and online."""
+    from runner.io import read_csv
+    from tests.conftest import TINY, read_final, run_main
+
+    src = tmp_path / 'src'
+    generate_dataset('cube-single-play-v0', str(src), num_episodes=3, episode_length=100, progress=False)
+    raw = _load_raw(src / 'cube-single-play-v0.npz')
+    ends = np.flatnonzero(raw['terminals']) + 1
+    starts = np.concatenate([[0], ends[:-1]])
+    shard_dir = tmp_path / 'data' / 'cube-single-play-100m-v0'
+    shard_dir.mkdir(parents=True)
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        np.savez(shard_dir / f'cube-single-play-v0-{k:03d}.npz', **{key: v[a:b] for key, v in raw.items()})
+        (shard_dir / f'cube-single-play-v0-{k:03d}-val.npz').write_bytes(
+            (src / 'cube-single-play-v0-val.npz').read_bytes()
+        )
+    env = 'cube-single-play-100m-singletask-task2-v0'
+    run_main(
+        [
+            '--agent=fql',
+            f'--env_name={env}',
+            f'--dataset_dir={tmp_path / "data"}',
+            '--download=false',
+            '--dataset_replace_interval=2',
+            '--offline_steps=6',
+            '--online_steps=4',
+            '--log_interval=2',
+            '--eval_interval=0',
+            '--eval_episodes=1',
+            *TINY,
+        ],
+        tmp_path,
+    )
+    rows = read_csv(tmp_path / f'fql_{env}_seed0' / 'train.csv')
+    offline = [(int(float(r['step'])), int(float(r['data/shard']))) for r in rows if r['phase'] == 'offline']
+    assert offline == [(2, 0), (4, 1), (6, 2)]
+    assert [r['phase'] for r in rows].count('online') == 2
+    final = read_final(tmp_path / f'fql_{env}_seed0')
+    assert final['steps'] == 10 and any('3 shards' in n for n in final['task_notes'])

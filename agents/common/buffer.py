@@ -41,6 +41,20 @@ def make_buffer(dataset: dict[str, np.ndarray], capacity: int | None = None, kee
     )
 
 
+def replace_offline_rows(buffer: dict, dataset: dict[str, np.ndarray]) -> dict:
+    """Overwrite the offline rows [0, num_offline) with another shard of the same size (the 100M datasets: the
+    released main.py's `replay_buffer[k][:size] = train_dataset[k]`). Works on a seed-stacked buffer too."""
+    n = len(dataset['observations'])
+    num_offline = int(np.asarray(buffer['num_offline']).reshape(-1)[0])
+    if n != num_offline:
+        raise ValueError(f'dataset shard has {n} transitions, the buffer holds {num_offline} offline rows')
+    data = {}
+    for k, v in buffer['data'].items():
+        new = jnp.asarray(np.asarray(dataset[k], np.float32))
+        data[k] = v.at[:, :n].set(new) if v.ndim > new.ndim else v.at[:n].set(new)  # seed-stacked: broadcast
+    return dict(buffer, data=data)
+
+
 def capacity(buffer: dict) -> int:
     return int(buffer['data']['observations'].shape[0])
 

@@ -46,6 +46,7 @@ run_family() {
   local name=$1 fam=$2 agents=$3 envs i
   shift 3
   if [ $REDUCED = 1 ]; then
+    fam=${fam/-100m/}  # the reduced variant generates 1M-transition data instead of QAM's 100M shards
     if [[ $GENERATABLE != *" ${fam%-sparse} "* ]]; then
       echo "[reproduce] skipping $name: the $fam data cannot be generated locally (reduced variant)" >&2
       return 0
