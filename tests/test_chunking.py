@@ -329,3 +329,53 @@ def test_fav_dataset_bandwidth_is_scotts_rule_on_the_flattened_chunks():
     got = fav.constants(config, {'actions': actions})['bandwidth']
     assert got == pytest.approx(fav.scott_bandwidth(chunks, config.batch_size), rel=1e-12)
     assert got != pytest.approx(fav.scott_bandwidth(actions, config.batch_size), rel=1e-3)  # d enters the exponent
+
+
+def _chunk_args(pointmaze_dir, *extra):
+    return [
+        '--agent=fql',
+        '--env_name=pointmaze-medium-navigate-singletask-task1-v0',
+        f'--dataset_dir={pointmaze_dir}',
+        '--download=false',
+        '--agent.horizon_length=5',
+        '--eval_interval=0',
+        '--eval_episodes=1',
+        '--log_interval=4',
+        '--save_interval=4',
+        '--updates_per_call=3',
+        *TINY,
+        *extra,
+    ]
+
+
+def _leaves(run):
+    from runner import checkpoint as ckpt_lib
+
+    return jax.tree_util.tree_leaves(ckpt_lib.read(ckpt_lib.latest(str(run / 'checkpoints')))['state'])
+
+
+def test_chunked_runs_resume_bit_exactly_and_num_seeds_equals_separate_runs(pointmaze_dir, tmp_path):
+    import json
+    import os
+
+    from runner import checkpoint as ckpt_lib
+
+    name = 'fql_pointmaze-medium-navigate-singletask-task1-v0_seed'
+    run_main(_chunk_args(pointmaze_dir, '--offline_steps=12'), tmp_path / 'ref')
+    # Resume: drop the last checkpoint (step 12) and the final files, so the run continues from step 8.
+    run_main(_chunk_args(pointmaze_dir, '--offline_steps=12'), tmp_path / 'cut')
+    cut = tmp_path / 'cut' / f'{name}0'
+    newest = ckpt_lib.latest(str(cut / 'checkpoints'))
+    os.remove(newest) if os.path.isfile(newest) else __import__('shutil').rmtree(newest)
+    os.remove(cut / 'final.json')
+    (cut / 'status.json').write_text(json.dumps({'status': 'running'}))
+    proc = run_main([*_chunk_args(pointmaze_dir, '--offline_steps=12'), '--resume'], tmp_path / 'cut')
+    assert 'resuming from the offline checkpoint at step 8' in proc.stderr
+    for x, y in zip(_leaves(tmp_path / 'ref' / f'{name}0'), _leaves(cut), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # --num_seeds=2 (vmapped, online chunks per seed) equals the separate run of seed 1
+    args = _chunk_args(pointmaze_dir, '--offline_steps=6', '--online_steps=7', '--buffer_size=2000')
+    run_main([*args, '--num_seeds=2'], tmp_path / 'multi')
+    run_main([*args, '--seed=1'], tmp_path / 'single')
+    for x, y in zip(_leaves(tmp_path / 'multi' / f'{name}1'), _leaves(tmp_path / 'single' / f'{name}1'), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
