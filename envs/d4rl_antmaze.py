@@ -8,10 +8,11 @@ class that d4rl's AntEnv inherits). No d4rl code is imported or copied.
 
 Semantics, per step: the action a in [-1, 1]^8 becomes the motor control 30 a (NormalizedBoxEnv), the ant is
 simulated for 5 MuJoCo steps of 0.02 s (RK4), the observation is qpos[:15] ++ qvel[:14] (29-D: torso xyz, torso
-quaternion wxyz, 8 joint angles, torso linear and angular velocity, 8 joint velocities), the sparse reward is
+quaternion wxyz, 8 joint angles, torso linear and angular velocity, 8 joint velocities; joints in XML order hip_1,
+ankle_1, ..., hip_4, ankle_4, while the action order is the actuators' hip_4, ankle_4, hip_1, ...), the sparse reward is
 1.0 when the torso xy lies within 0.5 of the goal (after the step) and 0.0 otherwise, and the episode TERMINATES
 then (d4rl's eval=True: `done` at the goal). Truncation after 700 (umaze) / 1000 steps. Every reset draws a new goal
-(v2_resets): the goal cell's corner + U(0, 1) + U(0, 0.5) per coordinate (maze scaling 4), and the ant starts at
+(v2_resets): the goal cell's centre + U(0, 1) + U(0, 0.5) per coordinate (maze scaling 4), and the ant starts at
 the reset cell, xy ~ (0, 0), with qpos noise U(-0.1, 0.1) and qvel noise 0.1 N(0, 1).
 
 Not bit-identical with d4rl: MuJoCo 3+ instead of the MuJoCo 2.x of mujoco-py (same model, but the collision and
@@ -90,11 +91,11 @@ OBS_DIM = OBS_QPOS_DIM + OBS_QVEL_DIM
 ACTION_DIM = 8  # eight <motor> actuators (assets/ant.xml:72-79)
 RESET_QPOS_NOISE = 0.1  # qpos = init_qpos + U(-.1, .1) (ant.py:121-122)
 RESET_QVEL_NOISE = 0.1  # qvel = init_qvel + randn * .1 (ant.py:123)
-# The goal: cell corner + U(0, 0.25 s) (maze_env.py:232-233, _rowcol_to_xy with add_random_noise=True, called by
+# The goal: cell centre + U(0, 0.25 s) (maze_env.py:232-233, _rowcol_to_xy with add_random_noise=True, called by
 # goal_sampler at maze_env.py:251) + U(0, 0.5) * 0.25 s (maze_env.py:253-254), then max(., 0) (maze_env.py:256).
 GOAL_CELL_NOISE = 0.25 * MAZE_SIZE_SCALING  # 1.0
 GOAL_EXTRA_NOISE = 0.5 * 0.25 * MAZE_SIZE_SCALING  # 0.5
-GOAL_NOISE_MAX = GOAL_CELL_NOISE + GOAL_EXTRA_NOISE  # 1.5: the goal lies in [corner, corner + 1.5]^2
+GOAL_NOISE_MAX = GOAL_CELL_NOISE + GOAL_EXTRA_NOISE  # 1.5: the goal lies in [centre, centre + 1.5]^2
 
 # The initial qpos of gym's MujocoEnv is the model's qpos0 (gym 0.23.1 mujoco_env.py:65: sim.data.qpos after
 # loading), i.e. torso at (0, 0, 0.75) (the torso body pos, assets/ant.xml:21), unit quaternion, all joint angles 0.
