@@ -8,8 +8,8 @@ an episode, the last transition of an episode dropped unless it is a true termin
 D4RL normalized returns x100 with the reference returns of d4rl/infos.py. Evaluation: `d4rl` needs mujoco-py and
 is not installable, so locomotion maps to gymnasium MuJoCo v5 envs (see `_LOCOMOTION_ENVS`). v5 is NOT bit-identical
 with the D4RL v2 mujoco-py envs; the observation shapes match (hopper 11, halfcheetah / walker2d 17, ant 111 with
-the always-zero contact forces padded). Antmaze has no faithful evaluation env here (`make_env is None`, offline
-training only).
+the always-zero contact forces padded). Antmaze evaluates in envs/d4rl_antmaze.py, a rebuild of d4rl's AntMazeEnv
+on the mujoco bindings (same model and rules; MuJoCo 3, so not bit-identical with mujoco-py).
 
 (2) `make_minari_task('D4RL/antmaze/large-play-v1')` / `make_minari_task('mujoco/hopper/medium-v0')`: Minari datasets,
 evaluated in `dataset.recover_environment(eval_env=True)` (gymnasium-robotics AntMaze v4, gymnasium MuJoCo v5).
@@ -89,12 +89,11 @@ _LOCOMOTION_ENVS = {  # env: (gymnasium id, kwargs, D4RL obs dim, dims the v5 en
         27,
     ),
 }
-_ANTMAZE_GAP = (
-    'no faithful evaluation env for D4RL v2 antmaze: it needs the d4rl package (mujoco-py), and gymnasium-robotics '
-    'AntMaze differs (dict observations with the goal, other maze scaling, no episode end at the goal); D4RL v2 '
-    'antmaze uses a 29-D flat observation (qpos + qvel), a fixed goal per maze, success radius 0.5 and a 700 (umaze) / '
-    '1000-step horizon. Offline training works; online evaluation is a known gap (use the Minari '
-    "'D4RL/antmaze/*-v1' tasks for evaluation, whose numbers are not comparable with published D4RL ones)."
+_ANTMAZE_NOTE = (
+    "evaluated in tiltbench's D4RL v2 antmaze env (envs/d4rl_antmaze.py: d4rl's maps, ant model, goal and reset "
+    "rules, sparse reward, termination at the goal, 700 / 1000 steps), simulated by MuJoCo 3 instead of mujoco-py's "
+    'MuJoCo 2: the same model, not bit-identical dynamics (scripts/check_d4rl_env.py measures the one-step difference '
+    'on a real file)'
 )
 
 _MINARI_CAVEAT = (
@@ -272,11 +271,22 @@ def make_d4rl_task(name: str, dataset_path: str | None = None) -> Task:
 
     notes = [f'D4RL v2 hdf5 file {path}', f'stats: {stats}']
     if is_antmaze:
-        make_env = None
-        notes.append(_ANTMAZE_GAP)
+        from envs import d4rl_antmaze
+
+        if train['observations'].shape[-1] != d4rl_antmaze.OBS_DIM:
+            raise DatasetError(
+                f'{path}: {train["observations"].shape[-1]}-D observations, D4RL v2 antmaze has '
+                f'{d4rl_antmaze.OBS_DIM} (qpos[:15], qvel[:14]): wrong file?'
+            )
+
+        def make_env(seed: int):
+            return d4rl_antmaze.make_antmaze_env(name, seed=seed)
+
+        notes.append(_ANTMAZE_NOTE)
         protocol = (
             f'D4RL {name} hdf5 data (rewards r-1); normalized return x100 with d4rl ref ({ref_min}, {ref_max}) on the '
-            'untransformed return; no evaluation env (see notes)'
+            f'untransformed return (= success rate: the episode ends at the goal with reward 1), '
+            f'{d4rl_antmaze.HORIZONS[name]}-step episodes in envs/d4rl_antmaze.py (MuJoCo 3)'
         )
     else:
         make_env, note = _locomotion_env_factory(name.split('-', 1)[0], train['observations'])

@@ -348,3 +348,53 @@ def set_state_from_obs(env: gymnasium.Env, obs) -> None:
     if obs.shape != (OBS_DIM,):
         raise ValueError(f'expected a ({OBS_DIM},) antmaze observation, got shape {obs.shape}')
     env.unwrapped.set_state(obs[:OBS_QPOS_DIM], obs[OBS_QPOS_DIM:])
+
+
+# ------------------------------------------------------------------------------------------------ data in d4rl's layout
+
+# The observation's groups, for per-group error reports (ant.py:92-96 with the free joint first in qpos / qvel).
+OBS_GROUPS = {
+    'torso_xyz': slice(0, 3),
+    'torso_quat': slice(3, 7),
+    'joint_angles': slice(7, 15),
+    'torso_linvel': slice(15, 18),
+    'torso_angvel': slice(18, 21),
+    'joint_vel': slice(21, 29),
+}
+
+
+def write_dataset(path: str, name: str, num_episodes: int, episode_length: int = 1000, seed: int = 0) -> None:
+    """Write an antmaze dataset in the layout of D4RL's v2 hdf5 files by running this env with a smoothed random
+    policy: observations (N, 29) float32, actions (N, 8) float32, rewards (N,) (the sparse reward of the goal in
+    infos/goal), terminals (N,) all False and timeouts (N,) True at each episode's last step (the v2 files' episode
+    ends), infos/goal (N, 2), infos/qpos (N, 15), infos/qvel (N, 14). Like d4rl's data collection, episodes do not end
+    at the goal. For tests and smoke runs: its numbers mean nothing next to the real files."""
+    import h5py
+
+    env = AntMazeEnv(name, seed=seed)
+    rng = np.random.default_rng(seed)
+    cols = {k: [] for k in ('observations', 'actions', 'rewards', 'goal', 'qpos', 'qvel')}
+    for _ in range(num_episodes):
+        obs, _ = env.reset()
+        a = np.zeros(ACTION_DIM)
+        for _ in range(episode_length):
+            cols['qpos'].append(env.data.qpos.copy())
+            cols['qvel'].append(env.data.qvel.copy())
+            cols['goal'].append(env.target_goal.copy())
+            a = np.clip(0.8 * a + 0.5 * rng.standard_normal(ACTION_DIM), -1.0, 1.0)
+            cols['observations'].append(obs)
+            cols['actions'].append(a.astype(np.float32))
+            obs, reward, _, _, _ = env.step(a.astype(np.float32))
+            cols['rewards'].append(reward)
+    n = num_episodes * episode_length
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[episode_length - 1 :: episode_length] = True
+    with h5py.File(path, 'w') as f:
+        f['observations'] = np.asarray(cols['observations'], np.float32)
+        f['actions'] = np.asarray(cols['actions'], np.float32)
+        f['rewards'] = np.asarray(cols['rewards'], np.float32)
+        f['terminals'] = np.zeros(n, dtype=bool)
+        f['timeouts'] = timeouts
+        f['infos/goal'] = np.asarray(cols['goal'], np.float32)
+        f['infos/qpos'] = np.asarray(cols['qpos'])
+        f['infos/qvel'] = np.asarray(cols['qvel'])

@@ -120,8 +120,9 @@ def test_hdf5_antmaze(tmp_path):
     assert ds['masks'][2] == 0.0 and ds['masks'].sum() == N_ROWS - 1
     np.testing.assert_array_equal(np.flatnonzero(ds['terminals']), ENDS_WITH_NEXT_OBS)
     assert task.transform_reward(1.0) == 0.0 and task.transform_reward(0.0) == -1.0
-    assert task.make_env is None
-    assert any('no faithful evaluation env' in n for n in task.notes)
+    assert any('envs/d4rl_antmaze.py' in n for n in task.notes) and '700-step episodes' in task.protocol
+    env = task.make_env(3)  # the D4RL v2 antmaze env of this task (tests/test_d4rl_antmaze.py tests it)
+    assert env.spec.max_episode_steps == 700 and env.reset(seed=3)[0].shape == (29,)
     assert task.score(1.0, {}) == 100.0 and task.score(0.0, {}) == 0.0
 
 

@@ -181,3 +181,77 @@ def test_set_state_from_obs_round_trip():
         np.testing.assert_array_equal(src.step(a)[0], dst.step(a)[0])
     with pytest.raises(ValueError, match='29'):
         A.set_state_from_obs(dst, obs[:27])
+
+
+# ---- a file in D4RL's layout made by the env itself: the replay check, and main.py offline + online ---------------
+@pytest.fixture(scope='module')
+def umaze_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp('d4rl') / 'antmaze-umaze-v2.hdf5'
+    A.write_dataset(str(path), 'antmaze-umaze-v2', num_episodes=3, episode_length=200, seed=0)
+    return path
+
+
+def test_written_file_has_d4rl_layout(umaze_file):
+    import h5py
+
+    with h5py.File(umaze_file, 'r') as f:
+        assert f['observations'].shape == (600, 29) and f['actions'].shape == (600, 8)
+        assert f['infos/goal'].shape == (600, 2) and f['infos/qpos'].shape == (600, 15)
+        assert not f['terminals'][()].any() and np.flatnonzero(f['timeouts'][()]).tolist() == [199, 399, 599]
+        np.testing.assert_allclose(f['observations'][:, :15], f['infos/qpos'][()], atol=1e-6)
+
+
+def test_replay_check_passes_on_the_env_s_own_file_and_fails_a_perturbed_one(umaze_file, tmp_path, capsys):
+    import h5py
+
+    from scripts.check_d4rl_env import main as check
+
+    assert check(['--env_name=antmaze-umaze-v2', f'--dataset_path={umaze_file}', '--num_transitions=200']) == 0
+    out = capsys.readouterr().out
+    assert 'verdict: PASS' in out and 'goals in the goal region of a free cell: 100.00%' in out
+    # without infos/qpos: the state comes from the (float32) observation, still near-exact; actions scaled: FAIL
+    for scale, rc in ((1.0, 0), (0.8, 1)):
+        bad = tmp_path / f'scaled{scale}.hdf5'
+        with h5py.File(umaze_file, 'r') as f, h5py.File(bad, 'w') as g:
+            for k in ('observations', 'rewards', 'terminals', 'timeouts', 'infos/goal'):
+                g[k] = f[k][()]
+            g['actions'] = f['actions'][()] * scale
+        assert check(['--env_name=antmaze-umaze-v2', f'--dataset_path={bad}', '--num_transitions=200']) == rc
+        out = capsys.readouterr().out
+        assert ('MISMATCH' in out) == (rc == 1) and 'from the observation' in out
+    # a goal outside every free cell's goal region is a mismatch too
+    moved = tmp_path / 'moved_goal.hdf5'
+    with h5py.File(umaze_file, 'r') as f, h5py.File(moved, 'w') as g:
+        for k in ('observations', 'actions', 'rewards', 'terminals', 'timeouts'):
+            g[k] = f[k][()]
+        g['infos/goal'] = f['infos/goal'][()] + np.float32(2.0)  # into a wall
+    assert check(['--env_name=antmaze-umaze-v2', f'--dataset_path={moved}', '--num_transitions=50']) == 1
+
+
+@pytest.mark.parametrize('agent', ['fql', 'iql'])
+def test_main_offline_then_online_on_antmaze(umaze_file, tmp_path, agent):
+    import csv
+    import json
+
+    from tests.conftest import TINY, run_main
+
+    args = [
+        f'--agent={agent}',
+        '--env_name=antmaze-umaze-v2',
+        f'--dataset_path={umaze_file}',
+        '--offline_steps=20',
+        '--online_steps=30',
+        '--eval_interval=0',
+        '--eval_episodes=1',
+        '--log_interval=10',
+        '--buffer_size=2000',
+        *TINY,
+    ]
+    run_main(args, tmp_path)
+    run = tmp_path / f'{agent}_antmaze-umaze-v2_seed0'
+    final = json.load(open(run / 'final.json'))
+    assert final['final_phase'] == 'online' and final['steps'] == 50
+    evals = list(csv.DictReader(open(run / 'eval.csv')))
+    assert [r['phase'] for r in evals] == ['offline', 'online']
+    for r in evals:  # a random-ish policy from the start cell: 700 steps, no goal (score 0, return 0)
+        assert float(r['length']) == 700 and float(r['score']) in (0.0, 100.0)
