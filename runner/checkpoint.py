@@ -29,12 +29,27 @@ def save(checkpoint_dir: str, step: int, payload: dict, keep: int = 2) -> str:
 
 def list_checkpoints(checkpoint_dir: str) -> list[str]:
     files = glob.glob(os.path.join(checkpoint_dir, 'ckpt_*.msgpack'))
-    return sorted(files, key=lambda p: int(re.search(r'ckpt_(\d+)', p).group(1)))
+    return sorted(files, key=step_of)
 
 
 def latest(checkpoint_dir: str) -> str | None:
     files = list_checkpoints(checkpoint_dir)
     return files[-1] if files else None
+
+
+def step_of(path: str) -> int:
+    return int(re.search(r'ckpt_(\d+)', os.path.basename(path)).group(1))
+
+
+class UnreadableCheckpointError(RuntimeError):
+    pass
+
+
+def move_aside(path: str) -> str:
+    """Rename an unreadable checkpoint to <name>.unreadable (kept for inspection, never deleted; no longer listed)."""
+    dest = path + '.unreadable'
+    os.replace(path, dest)
+    return dest
 
 
 def read(path: str) -> dict:
@@ -43,7 +58,7 @@ def read(path: str) -> dict:
         with open(path, 'rb') as f:
             return flax.serialization.msgpack_restore(f.read())
     except Exception as e:
-        raise RuntimeError(
+        raise UnreadableCheckpointError(
             f'Checkpoint {path} is unreadable ({type(e).__name__}: {e}); delete it to fall back to the previous one.'
         ) from e
 

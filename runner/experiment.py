@@ -4,7 +4,6 @@ the offline and online phases, and the run directory's files."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -114,13 +113,18 @@ FLAGS_ADDED = {'dataset_replace_interval': 1000}
 
 def _prepare_run_dirs(f, agent_name, config, flags_dict):
     """Returns (list of RunDir, resume?) or raises RunDirError. Never deletes or overwrites without --overwrite."""
-    from runner.io import RunDir, read_json
+    from runner.io import RunDir, RunLockedError, clear_run_dir, lock_run_dir, read_json, run_dir_is_empty
 
     paths = [os.path.join(f.save_dir, run_name_for(f, agent_name, f.seed + k)) for k in range(f.num_seeds)]
-    existing = [p for p in paths if os.path.exists(p) and os.listdir(p)]
+    for p in paths:  # one live process per run directory, before anything in it is read or changed
+        try:
+            lock_run_dir(p)
+        except RunLockedError as e:
+            raise RunDirError(str(e)) from None
+    existing = [p for p in paths if not run_dir_is_empty(p)]
     if existing and f.overwrite:
         for p in existing:
-            shutil.rmtree(p)
+            clear_run_dir(p)
         existing = []
     if not existing:
         return [RunDir(p) for p in paths], False
@@ -231,11 +235,14 @@ def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
     try:
         summaries = _train(agent_mod, config, task, f, runs, wandb_run, resume)
     except Exception as e:  # keep the run directory and the last checkpoint; say what went wrong
-        from runner.loop import NonFiniteError
+        from runner.loop import NonFiniteError, ResumeError
 
         msg = f'{type(e).__name__}: {e}'
         for run in runs:
             run.set_status('failed', error=msg, traceback=traceback.format_exc())
+        if isinstance(e, ResumeError):  # says all there is to say in one line
+            print(f'error: {e}', file=sys.stderr)
+            return 1
         print(
             f'error: {msg}\nRun directory: {runs[0].path} (status failed; the last checkpoint is kept; --resume '
             'continues from it)',

@@ -18,6 +18,7 @@ only for one-step episodes (the toy bandit); offline phases resume bit-exactly.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import jax
@@ -33,6 +34,10 @@ from runner.io import CsvLogger, read_csv
 
 class NonFiniteError(RuntimeError):
     pass
+
+
+class ResumeError(RuntimeError):
+    """--resume found checkpoints but none reads back."""
 
 
 def _host(info: dict) -> dict:
@@ -179,18 +184,16 @@ class Loop:
             ckpt_lib.save(sr.run.checkpoint_dir, step, payload)
 
     def restore(self, template_state) -> tuple:
-        """Load the newest checkpoint of every seed. Returns (state, step, phase, buffer rows per seed or None)."""
-        paths = [ckpt_lib.latest(sr.run.checkpoint_dir) for sr in self.seeds]
-        if any(p is None for p in paths):
+        """Load the newest checkpoint that reads back at a step every seed has. Returns (state, step, phase, buffer
+        rows per seed or None), or None when no seed has a checkpoint (the logs are then cleared: a fresh start). An
+        unreadable checkpoint is moved aside (<name>.unreadable) with a one-line warning and the previous one used."""
+        raws = self._newest_readable()
+        if raws is None:
+            for sr in self.seeds:
+                sr.train_log.truncate_after(-1)
+                sr.eval_log.truncate_after(-1)
             return None
-        raws = [ckpt_lib.read(p) for p in paths]
-        steps = {int(r['step']) for r in raws}
-        if len(steps) != 1:
-            raise RuntimeError(
-                f'The seeds of this multi-seed run have checkpoints at different steps {sorted(steps)}: '
-                'resume them as separate runs (--num_seeds=1, --seed=...).'
-            )
-        step = steps.pop()
+        step = int(raws[0]['step'])
         single = self.seed_state(template_state, 0)
         states = [ckpt_lib.from_raw(single, r['state']) for r in raws]
         state = states[0] if self.n == 1 else jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
@@ -206,6 +209,35 @@ class Loop:
         phase = raws[0]['phase']
         rows = [r.get('buffer') for r in raws] if phase == 'online' else None
         return state, step, phase, rows
+
+    def _newest_readable(self) -> list[dict] | None:
+        per_seed = [
+            {ckpt_lib.step_of(p): p for p in ckpt_lib.list_checkpoints(sr.run.checkpoint_dir)} for sr in self.seeds
+        ]
+        if not any(per_seed):
+            return None
+        moved = []
+        for step in sorted(set.intersection(*(set(d) for d in per_seed)), reverse=True):
+            raws = []
+            for d in per_seed:
+                try:
+                    raws.append(ckpt_lib.read(d[step]))
+                except ckpt_lib.UnreadableCheckpointError as e:
+                    moved.append(ckpt_lib.move_aside(d[step]))
+                    print(
+                        f'[tiltbench] warning: {e.__cause__.__class__.__name__} reading {d[step]}: moved aside to '
+                        f'{moved[-1]}; falling back to the previous checkpoint',
+                        file=sys.stderr,
+                    )
+                    break
+            else:
+                return raws
+        dirs = ', '.join(sr.run.checkpoint_dir for sr in self.seeds)
+        raise ResumeError(
+            f'no checkpoint in {dirs} reads back at a step every seed has'
+            + (f' (unreadable ones moved aside: {", ".join(moved)})' if moved else '')
+            + '; start over with --overwrite.'
+        )
 
     # ---- phases ---------------------------------------------------------------------------------------------------
     @staticmethod

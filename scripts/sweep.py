@@ -75,7 +75,7 @@ class Run:
     argv: list[str]  # main.py arguments without --resume / --overwrite
     save_dir: str  # as passed to main.py (relative to ROOT, or absolute)
     base: str = ''  # the name without _seed{seed} (main.py --num_seeds names its directories {base}_seed{seed})
-    state: str = 'new'  # 'new' | 'unfinished' | 'finished'
+    state: str = 'new'  # 'new' | 'unfinished' | 'finished' | 'running' (live elsewhere)
     mismatch: str = ''  # for finished runs: how the recorded command differs from this one
 
     @property
@@ -265,7 +265,12 @@ def _normalized(argv: list[str]) -> list[str]:
 
 
 def run_state(path: str) -> str:
-    if not os.path.isdir(path) or not os.listdir(path):
+    """'running' (a live process holds its lock), 'new', 'finished' or 'unfinished'."""
+    from runner.io import run_dir_holder, run_dir_is_empty
+
+    if os.path.isdir(path) and run_dir_holder(path):
+        return 'running'
+    if run_dir_is_empty(path):
         return 'new'
     try:
         with open(os.path.join(path, 'status.json')) as f:
@@ -348,10 +353,10 @@ def command(job: Job, python: str, resume: bool, restart_unfinished: bool = Fals
 
 
 def summary(runs: list[Run]) -> str:
-    n = {s: sum(r.state == s for r in runs) for s in ('finished', 'unfinished', 'new')}
+    n = {s: sum(r.state == s for r in runs) for s in ('finished', 'unfinished', 'new', 'running')}
     return (
         f'{len(runs)} runs: {n["finished"]} finished (skipped), {n["unfinished"]} unfinished (will resume), '
-        f'{n["new"]} new'
+        f'{n["new"]} new' + (f', {n["running"]} live in another process (skipped)' if n['running'] else '')
     )
 
 
@@ -687,7 +692,8 @@ def main(argv=None) -> int:
         resume = resume_supported()
         if args.num_seeds < 1:
             raise SweepError('--num_seeds must be >= 1.')
-        pending = [r for r in runs if r.state != 'finished']
+        # A run whose directory another live process holds (main.py's lock) is left to that process.
+        pending = [r for r in runs if r.state not in ('finished', 'running')]
         jobs = make_jobs(pending, args.num_seeds)
         cmds = [command(j, args.python, resume, args.restart_unfinished) for j in jobs]
     except (SweepError, ValueError) as e:
@@ -717,7 +723,7 @@ def main(argv=None) -> int:
             print(shlex.join(c))
         return 0
     if not jobs:
-        print('[sweep] nothing to do: every run is finished.', file=sys.stderr)
+        print('[sweep] nothing to do: every run is finished or live in another process.', file=sys.stderr)
         return 0
     if args.runner == 'local':
         if args.workers < 1:
