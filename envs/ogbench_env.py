@@ -12,6 +12,7 @@ import socket
 import sys
 import zipfile
 
+import gymnasium
 import numpy as np
 
 from envs.base import DatasetError, Task, check_dataset
@@ -74,6 +75,31 @@ def large_dataset_shards(dataset_dir: str, env_name: str) -> list[str]:
             '"larger datasets"; QAM Table 1 uses them for puzzle-4x4 and cube-quadruple).'
         )
     return shards
+
+
+class SeededReset(gymnasium.Wrapper):
+    """An ogbench env whose resets are reproducible. ogbench's locomaze resets (pointmaze, antmaze, humanoidmaze,
+    antsoccer) draw the start noise from numpy's global RNG and take 5-40 random steps from the action space's own
+    generator; `reset(seed=...)` seeds neither, so evaluation episodes differed from process to process. Here each
+    reset runs with both seeded from its seed (and numpy's global state restored after); a reset without a seed
+    takes the next seed from this wrapper's generator (seeded at construction), so an online phase is reproducible
+    too. Episodes of manipspace tasks (cube, scene, puzzle), which draw from the env's seeded generator, are
+    unchanged. The released code leaves these draws unseeded (same distribution, no reproducibility)."""
+
+    def __init__(self, env, seed: int):
+        super().__init__(env)
+        self._seeds = np.random.default_rng([seed, 0x5EED])
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None:
+            seed = int(self._seeds.integers(2**31 - 1))
+        state = np.random.get_state()
+        np.random.seed(seed)
+        self.env.unwrapped.action_space.seed(seed)
+        try:
+            return self.env.reset(seed=seed, options=options)
+        finally:
+            np.random.set_state(state)
 
 
 def sparse_reward(r):
@@ -227,7 +253,7 @@ def make_ogbench_task(env_name: str, dataset_dir: str = DEFAULT_DATASET_DIR, **e
         extra = {'shards': shards, 'load_shard': load_shard}
 
     def make_env(seed: int):
-        e = ogbench.make_env_and_datasets(env_name, env_only=True)
+        e = SeededReset(ogbench.make_env_and_datasets(env_name, env_only=True), seed)
         e.reset(seed=seed)
         return e
 
