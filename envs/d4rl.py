@@ -144,7 +144,10 @@ def _read_hdf5(path: str) -> dict[str, np.ndarray]:
                     'Re-download it (the file may be truncated or a different format).'
                 )
             keys = [k for k in (*_HDF5_KEYS, 'timeouts', 'next_observations') if k in f]
-            return {k: np.asarray(f[k][()]) for k in keys}
+            out = {k: np.asarray(f[k][()]) for k in keys}
+            if 'tiltbench_generated' in f.attrs:  # envs/d4rl_antmaze.write_dataset: not D4RL's data
+                out['tiltbench_generated'] = str(f.attrs['tiltbench_generated'])
+            return out
     except DatasetError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -253,6 +256,7 @@ def make_d4rl_task(name: str, dataset_path: str | None = None) -> Task:
             'pass --dataset_path /path/to/file.hdf5.'
         )
     raw = _read_hdf5(path)
+    generated = raw.pop('tiltbench_generated', None)
     try:
         ds, stats = _d4rl_transitions(raw, path)
     except (ValueError, TypeError) as e:  # e.g. rewards of shape (N, 2)
@@ -270,6 +274,8 @@ def make_d4rl_task(name: str, dataset_path: str | None = None) -> Task:
         return 100.0 * (float(episode_return) - ref_min) / (ref_max - ref_min)
 
     notes = [f'D4RL v2 hdf5 file {path}', f'stats: {stats}']
+    if generated:
+        notes.insert(0, f'NOT the D4RL data: a file written by tiltbench ({generated}); scores are not comparable')
     if is_antmaze:
         from envs import d4rl_antmaze
 

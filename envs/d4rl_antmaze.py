@@ -363,6 +363,9 @@ OBS_GROUPS = {
 }
 
 
+GENERATED_ATTR = 'tiltbench_generated'  # the hdf5 attribute that marks a file written by `write_dataset`
+
+
 def write_dataset(path: str, name: str, num_episodes: int, episode_length: int = 1000, seed: int = 0) -> None:
     """Write an antmaze dataset in the layout of D4RL's v2 hdf5 files by running this env with a smoothed random
     policy: observations (N, 29) float32, actions (N, 8) float32, rewards (N,) (the sparse reward of the goal in
@@ -390,6 +393,9 @@ def write_dataset(path: str, name: str, num_episodes: int, episode_length: int =
     timeouts = np.zeros(n, dtype=bool)
     timeouts[episode_length - 1 :: episode_length] = True
     with h5py.File(path, 'w') as f:
+        f.attrs[GENERATED_ATTR] = (
+            f'{num_episodes} episodes of {episode_length} steps, smoothed random policy, seed {seed}'
+        )
         f['observations'] = np.asarray(cols['observations'], np.float32)
         f['actions'] = np.asarray(cols['actions'], np.float32)
         f['rewards'] = np.asarray(cols['rewards'], np.float32)

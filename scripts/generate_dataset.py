@@ -5,6 +5,12 @@ Example:
         --num_episodes=50 --seed=0 --dataset_dir=~/.ogbench/data
 
 --env_name takes a dataset name (cube-single-play-v0) or a single-task env name (cube-single-play-singletask-task2-v0).
+
+D4RL antmaze (antmaze-umaze-v2, ...): a file in the layout of the D4RL v2 hdf5 files, made by running
+envs/d4rl_antmaze.py with a smoothed random policy, for smoke runs and tests without the real data (the file is
+labeled as such, and runs on it say so; its scores mean nothing next to the real data's):
+    python scripts/generate_dataset.py --env_name=antmaze-umaze-v2 --num_episodes=20 --dataset_path=umaze_random.hdf5
+    python main.py --agent=fql --env_name=antmaze-umaze-v2 --dataset_path=umaze_random.hdf5
 """
 
 import argparse
@@ -27,7 +33,22 @@ def main(argv=None) -> int:
     parser.add_argument('--val_fraction', type=float, default=0.1, help='Validation episodes per training episode.')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no_progress', action='store_true', help='Hide the progress bar.')
+    parser.add_argument('--dataset_path', default=None, help='D4RL antmaze only: the hdf5 file to write.')
     args = parser.parse_args(argv)
+
+    from envs.d4rl_antmaze import ANTMAZE_NAMES, write_dataset
+
+    if args.env_name in ANTMAZE_NAMES:
+        if not args.dataset_path:
+            print(
+                "error: --dataset_path=FILE.hdf5 is required for D4RL antmaze (never the real file's path)",
+                file=sys.stderr,
+            )
+            return 2
+        start = time.time()
+        write_dataset(args.dataset_path, args.env_name, args.num_episodes or 20, args.episode_length or 1000, args.seed)
+        print(f'Wrote {args.dataset_path} in {time.time() - start:.1f}s (random policy: not the D4RL data).')
+        return 0
 
     try:
         dataset_name = parse_env_name(args.env_name)

@@ -250,8 +250,24 @@ def test_main_offline_then_online_on_antmaze(umaze_file, tmp_path, agent):
     run_main(args, tmp_path)
     run = tmp_path / f'{agent}_antmaze-umaze-v2_seed0'
     final = json.load(open(run / 'final.json'))
+    assert any('NOT the D4RL data' in n for n in final['task_notes'])
     assert final['final_phase'] == 'online' and final['steps'] == 50
     evals = list(csv.DictReader(open(run / 'eval.csv')))
     assert [r['phase'] for r in evals] == ['offline', 'online']
     for r in evals:  # a random-ish policy from the start cell: 700 steps, no goal (score 0, return 0)
         assert float(r['length']) == 700 and float(r['score']) in (0.0, 100.0)
+
+
+def test_generate_dataset_cli_writes_a_labeled_antmaze_file(tmp_path):
+    import h5py
+
+    from scripts.generate_dataset import main as generate
+
+    assert generate(['--env_name=antmaze-umaze-v2', '--num_episodes=1']) == 2  # never a default (real) path
+    path = tmp_path / 'u.hdf5'
+    assert (
+        generate(['--env_name=antmaze-umaze-v2', '--num_episodes=2', '--episode_length=30', f'--dataset_path={path}'])
+        == 0
+    )
+    with h5py.File(path, 'r') as f:
+        assert f['observations'].shape == (60, 29) and 'random policy' in f.attrs[A.GENERATED_ATTR]
