@@ -10,9 +10,12 @@ every jitted function is vmapped over it (data shared on the device); each seed 
 as a separate run would. With N = 1 nothing is vmapped.
 
 Resume: checkpoints hold the train state (parameters, optimizer state, targets, RNG key, step), the phase, the loop
-counters and, online, the buffer rows written online. The environment episode in progress is not saved: a resumed
-online phase starts a new episode (reset with a seed derived from the step), so resumed online runs are bit-exact
-only for one-step episodes (the toy bandit); offline phases resume bit-exactly.
+counters and, online, the buffer rows written online and the episode in progress: every online episode starts with
+reset(seed=episode_seed(seed, episode index)), and the checkpoint keeps the actions taken since, the return so far,
+the open-loop action queue and the current observation. A resumed run resets with that seed and replays the actions
+(the simulators are deterministic given the reset seed), checks that it arrives at the saved observation, and goes
+on: offline and online phases resume bit-exactly. If the replay does not arrive there (an environment whose episodes
+are not reproducible from their reset seed), main.py says so and that episode restarts.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class Loop:
         self.wandb = wandb_run
         self.t0 = time.time()
         self.online_counters = {'episodes': [0] * self.n, 'recent': [[] for _ in range(self.n)]}
+        self.episodes = [_new_episode() for _ in range(self.n)]  # the online episode in progress, per seed
         self.horizon = learner.config.horizon_length  # actions per policy call, executed open-loop
         # 100M datasets come in shards: the offline rows are replaced by the next shard every dataset_replace_interval
         # gradient steps (the released main.py), shard k = step // interval (mod the number of shards).
@@ -181,6 +185,7 @@ class Loop:
             }
             if buffer is not None:
                 payload['buffer'] = buffer_rows(buffer if self.n == 1 else _index(buffer, k))
+                payload['episode'] = _episode_payload(self.episodes[k])
             ckpt_lib.save(sr.run.checkpoint_dir, step, payload)
 
     def restore(self, template_state) -> tuple:
@@ -206,6 +211,7 @@ class Loop:
             self.online_counters['recent'][k] = (
                 [float(recent[i]) for i in sorted(recent, key=int)] if isinstance(recent, dict) else list(recent)
             )
+            self.episodes[k] = _episode_from_payload(r.get('episode'))
         phase = raws[0]['phase']
         rows = [r.get('buffer') for r in raws] if phase == 'online' else None
         return state, step, phase, rows
@@ -293,12 +299,11 @@ class Loop:
         f = self.f
         self.shard = 0  # the online buffer is built from task.train_dataset, the first shard
         envs = [self.task.make_env(sr.seed) for sr in self.seeds]
-        obs = [env.reset(seed=sr.seed + done)[0] for env, sr in zip(envs, self.seeds)]
+        obs = [self._start_episode(k, env) for k, env in enumerate(envs)]
         total = start + f.online_steps
-        ep_returns = [0.0] * self.n
         # Action chunks are executed open-loop: a seed's queue is refilled (one policy call) when empty, and emptied
         # at every episode end; the buffer receives single transitions.
-        queues = [[] for _ in range(self.n)]
+        queues = [ep['queue'] for ep in self.episodes]
         bar = tqdm(total=f.online_steps, initial=done, desc='online', disable=not f.progress, unit='step')
         for i in range(done, f.online_steps):
             step = start + i + 1
@@ -314,8 +319,10 @@ class Loop:
                         q.extend(np.reshape(chunks[k], (self.horizon, -1)))
             transitions, next_obs_list = [], []
             for k, env in enumerate(envs):
+                ep = self.episodes[k]
                 action = queues[k].pop(0)
                 next_obs, reward, terminated, truncated, env_info = env.step(action)
+                ep['actions'].append(np.asarray(action))
                 transitions.append(
                     dict(
                         observations=np.asarray(obs[k], np.float32),
@@ -326,15 +333,17 @@ class Loop:
                         next_observations=np.asarray(next_obs, np.float32),
                     )
                 )
-                ep_returns[k] += float(reward)
+                ep['return'] += float(reward)
                 if terminated or truncated:
                     self.online_counters['episodes'][k] += 1
                     rec = self.online_counters['recent'][k]
-                    rec.append(self.task.score(ep_returns[k], env_info))
+                    rec.append(self.task.score(ep['return'], env_info))
                     del rec[:-20]
-                    next_obs, _ = env.reset()
-                    ep_returns[k] = 0.0
-                    queues[k].clear()
+                    self.episodes[k] = _new_episode()
+                    queues[k] = self.episodes[k]['queue']
+                    next_obs = self._start_episode(k, env)
+                ep = self.episodes[k]
+                ep['obs'] = np.asarray(next_obs, np.float32)
                 next_obs_list.append(next_obs)
             obs = next_obs_list
             if self.replace_interval:
@@ -368,6 +377,32 @@ class Loop:
             env.close()
         return state, buffer
 
+    def episode_seed(self, k: int) -> int:
+        """The reset seed of seed k's current online episode: a function of (run seed, episode index) only."""
+        ss = np.random.SeedSequence([self.seeds[k].seed, self.online_counters['episodes'][k], 0x0E1])
+        return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
+
+    def _start_episode(self, k: int, env):
+        """Reset seed k's env for its current episode; a restored episode in progress is replayed from its reset
+        seed to where the checkpoint left it (if the replay arrives elsewhere, say so and restart the episode)."""
+        ep = self.episodes[k]
+        o, _ = env.reset(seed=self.episode_seed(k))
+        if not ep['actions']:
+            return o
+        for a in ep['actions']:
+            o = env.step(a)[0]
+        if ep['obs'] is not None and np.array_equal(np.asarray(o, np.float32), ep['obs']):
+            return o
+        print(
+            f'[tiltbench] warning: seed {self.seeds[k].seed}: replaying the online episode in progress '
+            f"({len(ep['actions'])} steps) from its reset seed did not reproduce the checkpoint's observation: this "
+            'environment is not deterministic given its reset seed, so the episode restarts (the run is not '
+            'bit-exact from here)',
+            file=sys.stderr,
+        )
+        self.episodes[k] = _new_episode()
+        return env.reset(seed=self.episode_seed(k))[0]
+
     def final_scores(self, k: int) -> dict:
         """FQL protocol: the mean of the last three evaluations of a phase. `final_score` is that of the last phase
         that evaluated (online when there is one), never a mean across phases."""
@@ -379,6 +414,33 @@ class Loop:
                 out['final_score'] = out[f'{phase}_score']
                 out['final_phase'] = phase
         return out
+
+
+# ---- the online episode in progress in checkpoints ----------------------------------------------------------------
+def _new_episode() -> dict:
+    return {'actions': [], 'return': 0.0, 'queue': [], 'obs': None}
+
+
+def _episode_payload(ep: dict) -> dict:
+    out = {'return': ep['return'], 'length': len(ep['actions']), 'queue_length': len(ep['queue'])}
+    if ep['actions']:
+        out['actions'] = np.stack(ep['actions'])
+    if ep['queue']:
+        out['queue'] = np.stack(ep['queue'])
+    if ep['obs'] is not None:
+        out['obs'] = ep['obs']
+    return out
+
+
+def _episode_from_payload(p: dict | None) -> dict:
+    ep = _new_episode()
+    if not p:
+        return ep
+    ep['return'] = float(p['return'])
+    ep['actions'] = list(np.asarray(p['actions'])) if int(p['length']) else []
+    ep['queue'] = list(np.asarray(p['queue'])) if int(p['queue_length']) else []
+    ep['obs'] = np.asarray(p['obs'], np.float32) if 'obs' in p else None
+    return ep
 
 
 # ---- the online buffer in checkpoints: only the rows written online (the offline rows come from the dataset) ------
