@@ -59,7 +59,7 @@ def read(path: str) -> dict:
             return flax.serialization.msgpack_restore(f.read())
     except Exception as e:
         raise UnreadableCheckpointError(
-            f'Checkpoint {path} is unreadable ({type(e).__name__}: {e}); delete it to fall back to the previous one.'
+            f'Checkpoint {path} is unreadable ({type(e).__name__}: {e}).'
         ) from e
 
 
