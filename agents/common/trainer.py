@@ -167,6 +167,27 @@ class Learner:
         return jax.vmap(lambda p, o, r: self.act(p, o, r, temperature, eval_kwargs))(params, observations, rngs)
 
     # ---- acting ----------------------------------------------------------------------------------------------------
+    @functools.partial(jax.jit, static_argnums=(0, 7), static_argnames=('eval_kwargs',))
+    def act_episodes(
+        self, params, observations, key, episodes, calls, temperature: float = 0.0, eval_kwargs=()
+    ) -> jax.Array:
+        """Evaluation in lockstep: row i is an observation of episode episodes[i] at its calls[i]-th policy call, and
+        its action is drawn with the key fold_in(fold_in(key, episode), call) alone, so an episode's actions do not
+        depend on which other episodes share the batch (envs/evaluation.py)."""
+
+        def one(o, e, c):
+            k = jax.random.fold_in(jax.random.fold_in(key, e), c)
+            return self.act(params, o[None], k, temperature, eval_kwargs)[0]
+
+        return jax.vmap(one)(observations, episodes, calls)
+
+    @functools.partial(jax.jit, static_argnums=(0, 7), static_argnames=('eval_kwargs',))
+    def act_episodes_seeds(self, params, observations, keys, episodes, calls, temperature=0.0, eval_kwargs=()):
+        """act_episodes for seed-stacked parameters: every argument but the temperature has a leading seed axis."""
+        return jax.vmap(lambda p, o, k, e, c: self.act_episodes(p, o, k, e, c, temperature, eval_kwargs))(
+            params, observations, keys, episodes, calls
+        )
+
     @functools.partial(jax.jit, static_argnums=(0, 5), static_argnames=('eval_kwargs',))
     def act(self, params: dict, observations: jax.Array, rng: jax.Array, temperature: float = 1.0, eval_kwargs=()):
         """Actions for a batch of observations. `eval_kwargs` is a hashable tuple of (key, value) pairs passed to
