@@ -229,7 +229,7 @@ def run_episodes(
             calls[need] += 1
             pos[need] = 0
         live = list(zip(*np.nonzero(episode >= 0)))
-        outs = pool.step([(g * W + w, chunks[g, w, pos[g, w]]) for g, w in live])
+        outs = pool.step([(g * W + w, chunks[g, w, pos[g, w]].copy()) for g, w in live])  # copies: envs may keep them
         finished = []
         for (g, w), (o, r, terminated, truncated, info) in zip(live, outs):
             pos[g, w] += 1

@@ -220,10 +220,12 @@ class Loop:
     def log_train(self, infos: list[dict], step: int, phase: str, extra: list[dict] | None = None) -> None:
         for k, sr in enumerate(self.seeds):
             row = {'step': step, 'phase': phase, 'time': round(time.time() - self.t0, 3), **(extra[k] if extra else {})}
-            row.update(infos[k])
+            # a NaN here is a metric no step of this call computed (ReBRAC's actor metrics between actor steps): the
+            # run stops on non-finite losses before anything is logged
+            row.update({m: v for m, v in infos[k].items() if not (isinstance(v, float) and math.isnan(v))})
             sr.train_log.write(row)
         if self.wandb:
-            self.wandb.log({f'train/{m}': v for m, v in infos[0].items()}, step=step)
+            self.wandb.log({f'train/{m}': v for m, v in infos[0].items() if not math.isnan(v)}, step=step)
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def save(self, state, step: int, phase: str, buffer=None) -> None:

@@ -6,6 +6,7 @@ repeats after compilation, compile time, peak host / device memory; for --update
     python scripts/benchmark.py --agents=fql,iql --repeats=5 --upc=1,20 --seeds=1 --no-write
     python scripts/benchmark.py --agents=fql --seeds=1 --upc=20 --set 'actor_hidden_dims=(256,256)' \
         --set 'value_hidden_dims=(256,256)' --no-write     # a reduced configuration (agent config overrides)
+    python scripts/benchmark.py --eval                       # evaluation: sequential vs lockstep (eval_benchmark.py)
 
 Each (agent, setting) runs in a fresh subprocess so compile time and peak memory are its own. Data: random
 transitions with the shapes of cube-single-play (observation 28, action 5); speed does not depend on the values.
@@ -25,6 +26,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+
+import eval_benchmark  # noqa: E402
 
 DEFAULT_UPC = 20  # keep in sync with main.py --updates_per_call
 
@@ -178,7 +182,27 @@ def main():
         help="agent config override, repeatable (e.g. --set 'actor_hidden_dims=(256,256)' --set batch_size=128)",
     )
     p.add_argument('--worker', nargs=3, metavar=('AGENT', 'UPC', 'SEEDS'), help=argparse.SUPPRESS)
+    e = p.add_argument_group('evaluation benchmark (--eval; scripts/eval_benchmark.py)')
+    e.add_argument('--eval', action='store_true', help='time evaluations (sequential vs lockstep) instead of updates')
+    e.add_argument('--eval_envs_names', default=','.join(eval_benchmark.ENVS))
+    e.add_argument('--eval_agents', default='fql,vgf')
+    e.add_argument('--eval_workers', default='2', help='worker-process counts measured besides in-process lockstep')
+    e.add_argument('--episodes', type=int, default=50, help='episodes of one evaluation')
+    e.add_argument('--seq_episodes', type=int, default=10, help='episodes played by sequential and official runs')
+    e.add_argument('--dataset_dir', default='~/.ogbench/data')
+    e.add_argument('--released_fql', default=None, help='checkout of seohongpark/fql (adds the official evaluate())')
+    e.add_argument('--released_python', default=None, help="the official code's virtualenv python")
+    e.add_argument('--eval_worker', nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.eval_worker:
+        env_name, agent, mode, episodes, workers = a.eval_worker
+        eval_benchmark.worker(env_name, agent, mode, int(episodes), int(workers), os.path.expanduser(a.dataset_dir))
+        return
+    if a.eval:
+        if a.released_fql and not a.released_python:
+            raise SystemExit('--released_fql needs --released_python (a virtualenv that runs the official code).')
+        eval_benchmark.run(a, machine_description())
+        return
     if a.worker:
         worker(
             a.worker[0],
