@@ -49,7 +49,9 @@ print('RESULT ' + json.dumps(dict(seconds=time.perf_counter() - t, episodes=epis
 """
 
 
-def worker(env_name: str, agent: str, mode: str, episodes: int, workers: int, dataset_dir: str) -> None:
+def worker(
+    env_name: str, agent: str, mode: str, episodes: int, workers: int, dataset_dir: str, overrides: dict
+) -> None:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -62,6 +64,8 @@ def worker(env_name: str, agent: str, mode: str, episodes: int, workers: int, da
     task = envs.make_task(env_name, dataset_dir=dataset_dir, download=False, generate_episodes=100)
     mod = agents.get_agent(agent)
     config = agents.get_config(agent)
+    for k, v in overrides.items():  # --set KEY=VALUE (checked by benchmark.py before anything runs)
+        config[k] = v
     learner = Learner(mod, config, task.obs_dim, task.action_dim)
     params = learner.init(jax.random.PRNGKey(0)).params
     variants = mod.eval_variants(config) if hasattr(mod, 'eval_variants') else [('', {})]
@@ -168,6 +172,7 @@ def run(a, machine: str) -> None:
                     str(n),
                     str(w),
                     f'--dataset_dir={a.dataset_dir}',
+                    *[f'--set={x}' for x in a.set],
                 ]
                 r = _run(cmd, dict(os.environ, PYTHONPATH=ROOT))
                 if r:
@@ -202,15 +207,20 @@ def run(a, machine: str) -> None:
                     print(f'{env_name} fql official: {rows[-1]["seconds_50"]:.1f} s', flush=True)
     if a.json:
         with open(a.json, 'w') as f:
-            json.dump(rows, f, indent=1)
+            json.dump({'rows': rows}, f, indent=1)
     lines = [
         f'## Evaluation: one {a.episodes}-episode evaluation, sequential vs lockstep ({machine})',
         '',
-        f'Command: `python scripts/benchmark.py --eval --episodes={a.episodes} --seq_episodes={a.seq_episodes} '
-        f'--eval_workers={a.eval_workers}`' + (' with `--released_fql`' if a.released_fql else '') + '. Freshly '
-        'initialized policies (paper networks, 4 x 512), so every episode runs to the time limit; sequential and '
+        f'Command: `python scripts/benchmark.py --eval --eval_agents={a.eval_agents} --episodes={a.episodes} '
+        f'--seq_episodes={a.seq_episodes} --eval_workers={a.eval_workers}'
+        + ''.join(f" --set '{x}'" for x in a.set)
+        + '`'
+        + (' with `--released_fql=<checkout> --released_python=<its venv>`' if a.released_fql else '')
+        + '. Freshly initialized policies ('
+        + ('agent configs overridden as in the command' if a.set else 'paper networks, 4 x 512')
+        + '), so every episode runs to the time limit; sequential and '
         f'official rows played {a.seq_episodes} episodes, scaled to {a.episodes}. Seconds exclude compilation and '
-        'environment creation (its own column). VGF evaluates its 4 L_test variants (0, 1, 2, 3) per evaluation.',
+        'environment creation (its own column). VGF evaluates its L_test variants (default 0, 1, 2, 3) together.',
         '',
         '| task | agent | mode | envs in lockstep | seconds | speed-up vs sequential | policy calls '
         '| env creation (s) |',
