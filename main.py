@@ -25,6 +25,19 @@ flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline gradient steps.')
 flags.DEFINE_integer('online_steps', 0, 'Online environment steps (one gradient step each).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many gradient steps (0: only at phase ends).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes.')
+flags.DEFINE_integer(
+    'eval_envs',
+    0,
+    'Evaluation environments stepped in lockstep, over all seeds and evaluation variants (one policy call per step for '
+    'all of them; scores do not depend on it). 0: as many as 2 GiB of environment memory allows; 1: one environment '
+    'per seed and variant, episodes one after another.',
+)
+flags.DEFINE_integer(
+    'eval_workers',
+    0,
+    'Worker processes that step the evaluation environments in parallel (0: in this process). Helps where stepping '
+    'the environments costs more than the policy and there are spare cores (results/throughput.md).',
+)
 flags.DEFINE_integer('log_interval', 5_000, 'Write a train.csv row every this many gradient steps.')
 flags.DEFINE_integer('save_interval', 100_000, 'Checkpoint every this many gradient steps (and at phase ends).')
 flags.DEFINE_integer('updates_per_call', 20, 'Offline gradient steps fused into one jitted call (lax.scan).')

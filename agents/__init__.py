@@ -15,6 +15,8 @@ optional:
                                                       released scripts of VGF) takes setting='offline' / 'off2on'
   constants(config, dataset) -> dict                  arrays computed once from the offline data
   target_update_weight(config, step) -> scalar        e.g. ReBRAC's actor delay
+  actor_step(config, step) -> bool                    steps that update the actor; the others call
+                                                      loss(..., actor=False), which skips the actor's loss
   eval_variants(config) -> [(label, kwargs)]          several evaluations per eval step (VGF's L_test sweep)
 """
 

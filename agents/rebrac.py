@@ -55,18 +55,19 @@ def target_networks(config):
     return ('critic', 'actor')
 
 
-def _full_update(config, step):
-    """1 on the gradient steps that update the actor and the targets: the released loop counts steps from 1 and
-    updates when that count is a multiple of actor_freq (`step` here counts from 0)."""
-    return ((step + 1) % config.actor_freq == 0).astype(jnp.float32)
+def actor_step(config, step):
+    """The gradient steps that update the actor and the targets: the released loop counts steps from 1 and updates
+    when that count is a multiple of actor_freq (`step` here counts from 0). The trainer compiles the others without
+    the actor loss, as the released code's `update(batch, full_update=False)` does."""
+    return (step + 1) % config.actor_freq == 0
 
 
 def target_update_weight(config, step):
     """Targets move only on actor steps (the FQL code base's ReBRAC)."""
-    return _full_update(config, step)
+    return actor_step(config, step).astype(jnp.float32)
 
 
-def loss(learner, params, state, batch, rng):
+def loss(learner, params, state, batch, rng, actor=True):
     cfg = learner.config
     obs, actions = batch['observations'], batch['actions']
 
@@ -85,22 +86,19 @@ def loss(learner, params, state, batch, rng):
     valid = batch.get('valid')  # action chunks past an episode end count as zeros (horizon_length > 1)
     critic_loss = jnp.mean(apply_valid((qs - target) ** 2, valid, axis=1))
 
-    # Actor: -Q / mean|Q| + alpha_actor * BC, applied every actor_freq steps (masked inside jit).
+    info = {'critic/loss': critic_loss, 'critic/q_mean': qs.mean()}
+    if not actor:  # a critic-only step (actor_step): no actor loss, as in the released code's critic-only update
+        return critic_loss, info
+
+    # Actor: -Q / mean|Q| + alpha_actor * BC, on every actor_freq-th step.
     pi = learner.apply('actor', params, obs)[0]
     q = aggregate_q(learner.apply('critic', state.params, obs, pi), cfg.q_agg, cfg.rho)
     q_loss = normalized_q_loss(q)
     bc_loss = jnp.mean(apply_valid(jnp.sum((pi - actions) ** 2, axis=-1), valid))
     actor_loss = q_loss + cfg.alpha_actor * bc_loss
 
-    info = {
-        'critic/loss': critic_loss,
-        'critic/q_mean': qs.mean(),
-        'actor/loss': actor_loss,
-        'actor/q_loss': q_loss,
-        'actor/q': q.mean(),
-        'actor/bc_loss': bc_loss,
-    }
-    return critic_loss + _full_update(cfg, state.step) * actor_loss, info
+    info.update({'actor/loss': actor_loss, 'actor/q_loss': q_loss, 'actor/q': q.mean(), 'actor/bc_loss': bc_loss})
+    return critic_loss + actor_loss, info
 
 
 def sample_actions(learner, params, observations, rng, temperature=1.0):

@@ -106,9 +106,20 @@ def run_name_for(f, agent_name: str, seed: int) -> str:
     return f'{agent_name}_{f.env_name.replace("/", "_")}_seed{seed}'
 
 
-RESUME_IGNORED = ('resume', 'overwrite', 'progress', 'wandb', 'save_dir', 'run_name', 'num_seeds')
+# eval_envs / eval_workers: how evaluation episodes are spread; the scores do not depend on them (envs/evaluation.py).
+RESUME_IGNORED = (
+    'resume',
+    'overwrite',
+    'progress',
+    'wandb',
+    'save_dir',
+    'run_name',
+    'num_seeds',
+    'eval_envs',
+    'eval_workers',
+)
 # Flags added after runs were made: a config.json without them ran with these values (their defaults).
-FLAGS_ADDED = {'dataset_replace_interval': 1000}
+FLAGS_ADDED = {'dataset_replace_interval': 1000, 'eval_envs': 0, 'eval_workers': 0}
 
 
 def _prepare_run_dirs(f, agent_name, config, flags_dict):
@@ -309,6 +320,7 @@ def _train(agent_mod, config, task, f, runs, wandb_run, resume) -> list[dict]:
             state, buffer = loop.online(state, buffer, f.offline_steps, done)
     if f.offline_steps == 0 and f.online_steps == 0:
         loop.evaluate(state, 0, 'offline')
+    loop.close()
     summaries = []
     for k, sr in enumerate(loop.seeds):
         summary = dict(

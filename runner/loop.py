@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.common import buffer as buffer_lib
-from envs.evaluation import evaluate
+from envs.evaluation import EnvPool, run_episodes
 from runner import checkpoint as ckpt_lib
 from runner.io import CsvLogger, read_csv
 
@@ -102,6 +102,7 @@ class Loop:
         shards = task.extra.get('shards') or ()
         self.replace_interval = flags.dataset_replace_interval if len(shards) > 1 else 0
         self.shard = 0
+        self.eval_pool = None  # evaluation environments, kept across evaluations
 
     # ---- state helpers (plain for one seed, stacked along axis 0 for several) -------------------------------------
     def init_state(self):
@@ -122,6 +123,7 @@ class Loop:
 
     # ---- evaluation ---------------------------------------------------------------------------------------------
     def policy(self, params, key, eval_kwargs=(), temperature=0.0):
+        """A policy function for a task's own evaluation (the toy): one key per call."""
         counter = [0]
 
         def fn(obs):
@@ -131,28 +133,75 @@ class Loop:
 
         return fn
 
+    def eval_key(self, k: int, step: int, variant: int):
+        """The key of seed k's evaluation of `variant` at `step`; episode e's call c draws with
+        fold_in(fold_in(key, e), c) (Learner.act_episodes)."""
+        return jax.random.fold_in(self.seeds[k].eval_key, step * 16 + variant)
+
+    def _episodes(self, state, step: int) -> list[list[dict]]:
+        """Every (variant, seed) evaluation of this step in one lockstep pass (envs/evaluation.py); out[v][k]."""
+        S, V, E = self.n, len(self.variants), self.f.eval_episodes
+        if self.eval_pool is None:
+            self.eval_pool = EnvPool(
+                self.task.make_env, self.seeds[0].seed + 10_000, getattr(self.f, 'eval_workers', 0)
+            )
+        W = self.eval_pool.width(S * V, E, getattr(self.f, 'eval_envs', 0))
+        keys = jnp.stack([jnp.stack([self.eval_key(k, step, v) for k in range(S)]) for v in range(V)])
+
+        def act(obs, episodes, calls):  # [G = V * S, W, ...], group g = v * S + k
+            obs, episodes, calls = (x.reshape(V, S, W, *x.shape[2:]) for x in (obs, episodes, calls))
+            out = []
+            for v, (_, kwargs) in enumerate(self.variants):
+                kw = tuple(sorted(kwargs.items()))
+                if S == 1:
+                    a = self.learner.act_episodes(
+                        state.params, obs[v, 0], keys[v, 0], episodes[v, 0], calls[v, 0], 0.0, kw
+                    )[None]
+                else:
+                    a = self.learner.act_episodes_seeds(state.params, obs[v], keys[v], episodes[v], calls[v], 0.0, kw)
+                out.append(np.asarray(a))
+            return np.concatenate(out).reshape(V * S, W, -1)
+
+        outs = run_episodes(
+            self.eval_pool,
+            act,
+            V * S,
+            E,
+            [sr.seed + 10_000 for _ in range(V) for sr in self.seeds],
+            self.task.score,
+            self.horizon,
+            self.f.progress,
+            f'eval @ {step}',
+            width=W,
+        )
+        return [outs[v * S : (v + 1) * S] for v in range(V)]
+
     def evaluate(self, state, step: int, phase: str) -> None:
         if self.task.make_env is None and self.task.evaluate is None:
             return
+        if self.task.evaluate is None:
+            outs = self._episodes(state, step)
+        else:  # the task's own protocol (the toy): one call per (variant, seed)
+            outs = [
+                [
+                    self.task.evaluate(
+                        self.policy(
+                            self.seed_state(state, k).params, self.eval_key(k, step, v), tuple(sorted(kw.items()))
+                        ),
+                        sr.seed + 10_000,
+                        self.f.eval_episodes,
+                    )
+                    for k, sr in enumerate(self.seeds)
+                ]
+                for v, (_, kw) in enumerate(self.variants)
+            ]
         for k, sr in enumerate(self.seeds):
-            params = self.seed_state(state, k).params
             row = {'step': step, 'phase': phase}
-            for i, (label, kwargs) in enumerate(self.variants):
-                key = jax.random.fold_in(sr.eval_key, step * 16 + i)
-                kw = tuple(sorted(kwargs.items()))
-                out = evaluate(
-                    self.task,
-                    self.policy(params, key, kw),
-                    self.f.eval_episodes,
-                    sr.seed + 10_000,
-                    progress=self.f.progress,
-                    desc=f'eval {label} @ {step}',
-                    horizon=self.horizon,
-                )
+            for i, (label, _) in enumerate(self.variants):
+                out = dict(outs[i][k])
                 samples = out.pop('samples', None)
-                if i == 0:
-                    primary, sr.last_samples = out, samples
                 if i == 0:  # the primary variant's metrics unprefixed, every labeled variant also as '<label>/...'
+                    primary, sr.last_samples = out, samples
                     row.update(out)
                 if label:
                     row.update({f'{label}/{m}': v for m, v in out.items()})
@@ -163,13 +212,20 @@ class Loop:
                 self.wandb.log({f'eval/{m}': v for m, v in row.items() if m not in ('step', 'phase')}, step=step)
             tqdm.write(f'[{phase} {step}] seed {sr.seed} score {primary["score"]:.3f}')
 
+    def close(self) -> None:
+        if self.eval_pool is not None:
+            self.eval_pool.close()
+            self.eval_pool = None
+
     def log_train(self, infos: list[dict], step: int, phase: str, extra: list[dict] | None = None) -> None:
         for k, sr in enumerate(self.seeds):
             row = {'step': step, 'phase': phase, 'time': round(time.time() - self.t0, 3), **(extra[k] if extra else {})}
-            row.update(infos[k])
+            # a NaN here is a metric no step of this call computed (ReBRAC's actor metrics between actor steps): the
+            # run stops on non-finite losses before anything is logged
+            row.update({m: v for m, v in infos[k].items() if not (isinstance(v, float) and math.isnan(v))})
             sr.train_log.write(row)
         if self.wandb:
-            self.wandb.log({f'train/{m}': v for m, v in infos[0].items()}, step=step)
+            self.wandb.log({f'train/{m}': v for m, v in infos[0].items() if not math.isnan(v)}, step=step)
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def save(self, state, step: int, phase: str, buffer=None) -> None:

@@ -6,6 +6,7 @@ repeats after compilation, compile time, peak host / device memory; for --update
     python scripts/benchmark.py --agents=fql,iql --repeats=5 --upc=1,20 --seeds=1 --no-write
     python scripts/benchmark.py --agents=fql --seeds=1 --upc=20 --set 'actor_hidden_dims=(256,256)' \
         --set 'value_hidden_dims=(256,256)' --no-write     # a reduced configuration (agent config overrides)
+    python scripts/benchmark.py --eval                       # evaluation: sequential vs lockstep (eval_benchmark.py)
 
 Each (agent, setting) runs in a fresh subprocess so compile time and peak memory are its own. Data: random
 transitions with the shapes of cube-single-play (observation 28, action 5); speed does not depend on the values.
@@ -25,6 +26,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+
+import eval_benchmark  # noqa: E402
 
 DEFAULT_UPC = 20  # keep in sync with main.py --updates_per_call
 
@@ -138,6 +142,71 @@ def worker(
     print('RESULT ' + json.dumps(out))
 
 
+# seohongpark/fql's own training step, timed as its main.py runs it: a numpy batch sampled on the host, then the
+# jitted agent.update (ReBRAC: full_update on every actor_freq-th step, counted from 1).
+OFFICIAL_AGENTS = ('fql', 'iql', 'rebrac')
+OFFICIAL_UPDATE = r"""
+import importlib, json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import jax, numpy as np
+from agents import agents
+from utils.datasets import Dataset
+name = sys.argv[2]
+repeats, steps, obs_dim, act_dim = (int(x) for x in sys.argv[3:7])
+overrides = json.loads(sys.argv[7])
+config = importlib.import_module('agents.' + name).get_config()
+for k, v in overrides.items():
+    config[k] = v
+n, rng = 100_000, np.random.default_rng(0)
+ds = Dataset.create(
+    observations=rng.normal(size=(n, obs_dim)).astype(np.float32),
+    actions=rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
+    rewards=-rng.uniform(size=n).astype(np.float32),
+    masks=np.ones(n, np.float32),
+    terminals=(np.arange(n) % 1000 == 999).astype(np.float32),
+    next_observations=rng.normal(size=(n, obs_dim)).astype(np.float32),
+)
+ds.return_next_actions = name == 'rebrac'
+agent = agents[name].create(0, ds['observations'][:1], ds['actions'][:1], config)
+i = 0
+def step():
+    global agent, i
+    i += 1
+    batch = ds.sample(config['batch_size'])
+    if name == 'rebrac':
+        agent, info = agent.update(batch, full_update=(i % config['actor_freq'] == 0))
+    else:
+        agent, info = agent.update(batch)
+    return info
+t = time.perf_counter()
+jax.block_until_ready((step(), step()))
+compile_s = time.perf_counter() - t
+times = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    for _ in range(steps):
+        info = step()
+    jax.block_until_ready((agent, info))
+    times.append((time.perf_counter() - t) / steps)
+print('RESULT ' + json.dumps(dict(ms_per_update=1000 * float(np.median(times)), ms_all=[1000 * x for x in times],
+    compile_s=compile_s, jax=jax.__version__, peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+"""
+
+
+def official_update(a, name: str, overrides: dict) -> dict | None:
+    """ms per update of seohongpark/fql's `name` agent (its own loop), same shapes, batch and networks."""
+    cmd = [a.released_python, '-c', OFFICIAL_UPDATE, a.released_fql, name, str(a.repeats), str(a.steps_per_repeat)]
+    cmd += [str(a.obs_dim), str(a.act_dim), json.dumps(overrides)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    if proc.returncode != 0 or not line:
+        print(f'{name} official: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)
+        return None
+    r = json.loads(line[0][7:])
+    r.update(agent=name, official=True, upc=1, num_seeds=1, ms_per_seed_update=r['ms_per_update'])
+    return r
+
+
 def machine_description() -> str:
     import jax
 
@@ -178,7 +247,42 @@ def main():
         help="agent config override, repeatable (e.g. --set 'actor_hidden_dims=(256,256)' --set batch_size=128)",
     )
     p.add_argument('--worker', nargs=3, metavar=('AGENT', 'UPC', 'SEEDS'), help=argparse.SUPPRESS)
+    p.add_argument(
+        '--released_fql',
+        default=None,
+        help='checkout of seohongpark/fql: also time its update() for fql, iql, rebrac (with --eval: its evaluate())',
+    )
+    p.add_argument('--released_python', default=None, help="the official code's virtualenv python")
+    p.add_argument('--rounds', type=int, default=1, help='measure everything this many times, interleaved')
+    e = p.add_argument_group('evaluation benchmark (--eval; scripts/eval_benchmark.py)')
+    e.add_argument('--eval', action='store_true', help='time evaluations (sequential vs lockstep) instead of updates')
+    e.add_argument('--eval_envs_names', default=','.join(eval_benchmark.ENVS))
+    e.add_argument('--eval_agents', default='fql,vgf')
+    e.add_argument('--eval_workers', default='2', help='worker-process counts measured besides in-process lockstep')
+    e.add_argument('--episodes', type=int, default=50, help='episodes of one evaluation')
+    e.add_argument('--seq_episodes', type=int, default=10, help='episodes played by sequential and official runs')
+    e.add_argument('--dataset_dir', default='~/.ogbench/data')
+    e.add_argument('--eval_worker', nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.eval_worker:
+        env_name, agent, mode, episodes, workers = a.eval_worker
+        eval_benchmark.worker(
+            env_name,
+            agent,
+            mode,
+            int(episodes),
+            int(workers),
+            os.path.expanduser(a.dataset_dir),
+            parse_overrides(a.set),
+        )
+        return
+    if a.eval:
+        for name in a.eval_agents.split(','):
+            overridden_config(name, parse_overrides(a.set))  # fail before measuring anything
+        if a.released_fql and not a.released_python:
+            raise SystemExit('--released_fql needs --released_python (a virtualenv that runs the official code).')
+        eval_benchmark.run(a, machine_description())
+        return
     if a.worker:
         worker(
             a.worker[0],
@@ -201,8 +305,17 @@ def main():
         overridden_config(name, overrides)  # fail before measuring anything
     settings = [(int(u), 1) for u in a.upc.split(',') if u]
     settings += [(DEFAULT_UPC, int(s)) for s in a.seeds.split(',') if s and int(s) > 1]
+    if a.released_fql and not a.released_python:
+        raise SystemExit('--released_fql needs --released_python (a virtualenv that runs the official code).')
     rows, failed = [], []
-    for name in names:
+    for name in [n for _ in range(a.rounds) for n in names]:
+        if a.released_fql and name in OFFICIAL_AGENTS:
+            r = official_update(a, name, overrides)
+            if r is None:
+                failed.append(f'{name} official')
+            else:
+                rows.append(r)
+                print(f'{name:13s} official     {r["ms_per_update"]:8.2f} ms/update  (jax {r["jax"]})', flush=True)
         for upc, seeds in settings:
             cmd = [
                 sys.executable,
@@ -246,13 +359,21 @@ def main():
         f'{a.steps_per_repeat} gradient steps after compilation.',
         '',
         f'Command: `python scripts/benchmark.py --agents={a.agents} --upc={a.upc} --seeds={a.seeds} '
-        f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}{sets}`',
+        f'--repeats={a.repeats} --steps_per_repeat={a.steps_per_repeat}{sets}'
+        + (f' --rounds={a.rounds}' if a.rounds > 1 else '')
+        + (' --released_fql=<checkout> --released_python=<its venv>`' if a.released_fql else '`'),
         '',
         '| agent | updates/call | seeds | ms / update | ms / seed-update | compile (s) | peak host (MB) | '
         'peak device (MB) |',
         '|---|---|---|---|---|---|---|---|',
     ]
     for r in rows:
+        if r.get('official'):
+            table.append(
+                f'| {r["agent"]} (official code, jax {r["jax"]}) | 1 | 1 | {r["ms_per_update"]:.2f} | '
+                f'{r["ms_per_update"]:.2f} | {r["compile_s"]:.1f} | {r["peak_host_mb"]:.0f} | - |'
+            )
+            continue
         dev = '-' if r['peak_device_mb'] is None else f'{r["peak_device_mb"]:.0f}'
         table.append(
             f'| {r["agent"]} | {r["upc"]} | {r["num_seeds"]} | {r["ms_per_update"]:.2f} | '

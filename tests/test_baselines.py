@@ -129,9 +129,67 @@ def test_rebrac_losses_match_the_released_formulas(q_agg, episode_aware):
     np.testing.assert_allclose(float(info['actor/q_loss']), q_loss, rtol=2e-5)
     np.testing.assert_allclose(float(info['actor/loss']), q_loss + 0.3 * bc, rtol=2e-5)
     np.testing.assert_allclose(float(loss), critic_loss + q_loss + 0.3 * bc, rtol=2e-5)
-    # The 1st gradient step (step 0) is critic-only.
-    loss0, _ = rebrac.loss(learner, state.params, state.replace(step=jnp.asarray(0, jnp.int32)), b, rng)
+    # The 1st gradient step (step 0) is critic-only: the trainer calls loss(actor=False) there.
+    assert [bool(rebrac.actor_step(learner.config, jnp.int32(t))) for t in range(4)] == [False, True, False, True]
+    loss0, info0 = rebrac.loss(learner, state.params, state, b, rng, actor=False)
     np.testing.assert_allclose(float(loss0), critic_loss, rtol=2e-5)
+    assert not any(k.startswith('actor/') for k in info0)
+
+
+class _MaskedReBRAC:
+    """ReBRAC as it ran before critic-only steps were skipped: the actor loss computed on every step and multiplied
+    by 0 on the steps between actor updates."""
+
+    def __getattr__(self, name):
+        if name == 'actor_step':
+            raise AttributeError(name)
+        return getattr(rebrac, name)
+
+    def loss(self, learner, params, state, batch, rng):
+        _, info = rebrac.loss(learner, params, state, batch, rng, actor=True)
+        weight = rebrac.actor_step(learner.config, state.step).astype(jnp.float32)
+        return info['critic/loss'] + weight * info['actor/loss'], info
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_rebrac_skips_the_actor_on_critic_only_steps_with_bit_identical_results():
+    from agents.common import buffer as buffer_lib
+
+    learner, _ = _learner('rebrac', alpha_actor=0.3, alpha_critic=0.2, batch_size=8)
+    masked = Learner(_MaskedReBRAC(), learner.config, 3, 2)
+    buf = buffer_lib.make_buffer(_dataset(n=64, episode_len=8))
+    for k in (learner, masked):
+        k.state = k.init(jax.random.PRNGKey(0))
+    # step by step: the same parameters, targets and optimizer state, bit for bit; actor metrics on actor steps only
+    for t in range(2):
+        infos = {}
+        for k in (learner, masked):
+            k.state, infos[k] = k.train_steps(k.state, buf, 1)
+        for a, b in zip(_leaves(learner.state), _leaves(masked.state)):
+            np.testing.assert_array_equal(a, b)
+        assert float(infos[learner]['critic/loss']) == float(infos[masked]['critic/loss'])
+        if t == 1:
+            assert float(infos[learner]['actor/loss']) == float(infos[masked]['actor/loss'])
+        else:
+            assert np.isnan(float(infos[learner]['actor/loss']))  # not computed: not logged
+    # fused (lax.scan): still bit for bit
+    new, _ = learner.train_steps(learner.state, buf, 5)
+    old, _ = masked.train_steps(masked.state, buf, 5)
+    for a, b in zip(_leaves(new), _leaves(old)):
+        np.testing.assert_array_equal(a, b)
+    # seeds vmapped (--num_seeds): a branch per step too; equal to float rounding, as vmapped seeds are to separate runs
+    seeds = learner.init_seeds(jax.random.split(jax.random.PRNGKey(1), 2))
+    new, info = learner.train_steps_seeds(seeds, buf, 3)
+    old, _ = masked.train_steps_seeds(seeds, buf, 3)
+    for a, b in zip(_leaves(new), _leaves(old)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    assert np.all(np.isfinite(np.asarray(info['actor/loss'])))  # one actor step among the three (steps 0-2)
+    # the compiled programs branch (a cond, not a select of both sides), for one seed and for vmapped seeds
+    assert ' cond[' in str(jax.make_jaxpr(lambda s: learner._scan(s, buf, 2))(learner.state))
+    assert ' cond[' in str(jax.make_jaxpr(lambda s: learner.train_steps_seeds.__wrapped__(learner, s, buf, 2))(seeds))
 
 
 def test_released_defaults():

@@ -56,3 +56,24 @@ def test_unknown_override_key_fails_before_running(tmp_path):
     assert proc.returncode != 0
     assert "has no config key ['hiden_dims']" in proc.stderr and 'actor_hidden_dims' in proc.stderr
     assert 'ms/update' not in proc.stdout  # nothing was measured
+
+
+def test_eval_benchmark_times_sequential_and_lockstep_evaluations(pointmaze_dir, tmp_path):
+    js = tmp_path / 'eval.json'
+    proc = run(
+        ['--eval', '--eval_envs_names=pointmaze-medium-navigate-singletask-task1-v0', '--eval_agents=fql']
+        + ['--episodes=3', '--seq_episodes=1', '--eval_workers=2', f'--dataset_dir={pointmaze_dir}', *SETS[:2]]
+        + ['--no-write', f'--json={js}'],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(js.read_text())['rows']
+    assert [(r['mode'], r['workers'], r['width'], r['episodes']) for r in rows] == [
+        ('sequential', 0, 1, 1),
+        ('lockstep', 0, 3, 3),
+        ('lockstep', 2, 3, 3),
+    ]
+    for r in rows:  # untrained policies: every episode runs to pointmaze's time limit, one policy call per step
+        assert r['mean_length'] == 1000 and r['policy_calls'] == 1000 and r['env_steps'] == 1000 * r['episodes']
+        assert r['seconds'] > 0 and r['seconds_50'] == r['seconds'] * 3 / r['episodes']
+    assert '| pointmaze-medium-navigate | fql | lockstep + 2 workers | 3 |' in proc.stdout

@@ -181,16 +181,6 @@ class _Recorder:
         return self.env.step(action)
 
 
-@pytest.fixture(scope='module')
-def pointmaze_dir(tmp_path_factory):
-    """A tiny locally generated pointmaze-medium dataset (real environment and oracle), shared by this module."""
-    from envs.ogbench_gen import generate_dataset
-
-    d = tmp_path_factory.mktemp('ogbench')
-    generate_dataset('pointmaze-medium-navigate-v0', str(d), num_episodes=2, episode_length=300, progress=False)
-    return d
-
-
 def test_evaluation_executes_each_chunk_open_loop_in_the_real_environment(pointmaze_dir):
     import envs
     from envs.evaluation import evaluate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -193,49 +192,6 @@ def test_hdf5_corrupt_files(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------- Minari
-
-
-def _collect(env, episodes, max_steps):
-    for ep in range(episodes):
-        env.reset(seed=ep)
-        for _ in range(max_steps + 5):
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            if terminated or truncated:
-                break
-
-
-@pytest.fixture(scope='module')
-def minari_root(tmp_path_factory):
-    """A local Minari root with tiny datasets collected with the real environments (random actions)."""
-    import gymnasium as gym
-    import minari
-
-    root = tmp_path_factory.mktemp('minari')
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        mp.setenv('MINARI_DATASETS_PATH', str(root))
-        env = minari.DataCollector(gym.make('Hopper-v5', max_episode_steps=15))
-        env.action_space.seed(0)
-        _collect(env, 3, 15)
-        env.create_dataset(
-            dataset_id='mujoco/hopper/tiny-v0', algorithm_name='random', ref_min_score=-10.0, ref_max_score=90.0
-        )
-        env = minari.DataCollector(gym.make('Hopper-v5', max_episode_steps=15))
-        _collect(env, 2, 15)
-        env.create_dataset(dataset_id='mujoco/hopper/noref-v0', algorithm_name='random')
-
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
-        env = minari.DataCollector(gym.make('AntMaze_UMaze-v4', max_episode_steps=20, continuing_task=True))
-        env.action_space.seed(0)
-        _collect(env, 2, 20)
-        env.create_dataset(
-            dataset_id='D4RL/antmaze/tiny-v1',
-            algorithm_name='random',
-            eval_env=gym.make('AntMaze_UMaze-v4', max_episode_steps=20, continuing_task=True),
-        )
-    return str(root)
 
 
 def _check_transitions(ds):

@@ -144,13 +144,10 @@ def test_num_seeds_equals_separate_runs(tmp_path):
     assert 'already finished' in proc.stderr
 
 
-def test_sigkill_mid_episode_on_ogbench_then_resume_is_bit_exact(tmp_path):
+def test_sigkill_mid_episode_on_ogbench_then_resume_is_bit_exact(pointmaze_dir, tmp_path):
     """Multi-step episodes: the checkpoint keeps the episode in progress (its reset seed, the actions since, the
     open-loop chunk queue), and a resumed run replays it, so the result equals an uninterrupted run byte for byte."""
-    from envs.ogbench_gen import generate_dataset
-
-    data = tmp_path / 'data'
-    generate_dataset('pointmaze-medium-navigate-v0', str(data), num_episodes=2, episode_length=300, progress=False)
+    data = pointmaze_dir
     args = [
         '--agent=fql',
         '--env_name=pointmaze-medium-navigate-singletask-task1-v0',

@@ -5,8 +5,10 @@ An agent module supplies only (see agents/__init__.py for the full protocol):
   target_networks(config) -> tuple of names that get a Polyak-averaged target copy
   loss(learner, params, state, batch, rng) -> (scalar loss, info dict)
   sample_actions(learner, params, observations, rng, temperature=1.0, **eval_kwargs) -> actions in [-1, 1]
-and optionally constants(config, dataset) (non-trainable arrays computed once, e.g. FAV-Adaptive's bandwidth) and
-target_update_weight(config, step) (e.g. ReBRAC's actor delay).
+and optionally constants(config, dataset) (non-trainable arrays computed once, e.g. FAV-Adaptive's bandwidth),
+target_update_weight(config, step) (e.g. ReBRAC's actor delay) and actor_step(config, step) -> bool: the steps that
+update the actor; on the others the trainer calls loss(..., actor=False), which leaves the actor out (compiled as a
+lax.cond, so those steps skip the actor's forward and backward passes).
 
 Gradient rule (written once, here): `loss` receives `params`, the parameters being differentiated, and `state`, the
 train state before the update. Anything computed from `params` gets gradients; anything computed from
@@ -84,18 +86,39 @@ class Learner:
         return TrainState(params, target_params, self.tx.init(params), rng, jnp.zeros((), jnp.int32))
 
     # ---- one gradient step ------------------------------------------------------------------------------------
-    def update(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def update(self, state: TrainState, batch: dict, step: jax.Array | None = None) -> tuple[TrainState, dict]:
+        """One gradient step. `step` = state.step, passed unbatched where seeds are vmapped so that an agent's
+        `actor_step` stays a real branch (lax.cond) instead of computing both sides."""
+        step = state.step if step is None else step
+        if not hasattr(self.agent, 'actor_step'):
+            return self._step(state, batch, step, {})
+        # Steps without an actor update compile the critic-only loss (loss(..., actor=False)): the actor's forward and
+        # backward passes are skipped, not masked (its gradient is zero either way). Each branch is a whole step
+        # (gradients, Adam, targets). Metrics only actor steps compute come back in info['_actor'], zeros on the
+        # other steps; _scan averages them over the actor steps.
+        shapes = {a: jax.eval_shape(lambda: self._step(state, batch, step, {}, a)[1]) for a in (True, False)}
+        only = {k: v for k, v in shapes[True].items() if k not in shapes[False]}
+        return jax.lax.cond(
+            self.agent.actor_step(self.config, step),
+            lambda: self._step(state, batch, step, only, True),
+            lambda: self._step(state, batch, step, only, False),
+        )
+
+    def _step(self, state, batch, step, only: dict, actor: bool | None = None):
+        """The gradient step; `actor` is passed to the agent's loss when not None; the metrics named in `only` are
+        moved to info['_actor'] (zeros when this step does not compute them)."""
         rng, loss_rng = jax.random.split(state.rng)
 
         def loss_fn(params):
-            return self.agent.loss(self, params, state, batch, loss_rng)
+            kw = {} if actor is None else {'actor': actor}
+            return self.agent.loss(self, params, state, batch, loss_rng, **kw)
 
         (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         rate = self.config.tau
         if hasattr(self.agent, 'target_update_weight'):
-            rate = rate * self.agent.target_update_weight(self.config, state.step)
+            rate = rate * self.agent.target_update_weight(self.config, step)
         # Polyak step toward the parameters before this update (`target_from_old_params`, the released codes), or
         # toward the updated ones.
         source = state.params if self.config.target_from_old_params else params
@@ -108,6 +131,8 @@ class Learner:
         info['grad/norm'] = _tree_norm(grads)
         info['grad/max'] = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grads)]))
         info['param/norm'] = _tree_norm(params)
+        if only:
+            info['_actor'] = {k: info.pop(k) if k in info else jnp.zeros(v.shape, v.dtype) for k, v in only.items()}
         return TrainState(params, target_params, opt_state, rng, state.step + 1), info
 
     # ---- fused steps: batches sampled on the device, steps wrapped in lax.scan -----------------------------------
@@ -118,20 +143,29 @@ class Learner:
         was finite)."""
         return self._scan(state, buffer, num_steps)
 
-    def _scan(self, state, buffer, num_steps):
+    def _scan(self, state, buffer, num_steps, step0=None):
+        """`step0`: the step count before the first of these steps, unbatched when seeds are vmapped (all seeds share
+        it); default state.step."""
         batch_size = self.config.batch_size
         mix = float(self.config.get('mix_offline', 0.0))
         horizon, discount = self.config.horizon_length, self.config.discount
+        step0 = state.step if step0 is None else step0
 
-        def body(st, _):
+        def body(st, i):
             rng, batch_rng = jax.random.split(st.rng)
             batch = buffer_lib.sample(buffer, batch_rng, batch_size, mix, horizon, discount)
-            st, info = self.update(st.replace(rng=rng), batch)
+            st, info = self.update(st.replace(rng=rng), batch, step0 + i)
             return st, info
 
-        state, infos = jax.lax.scan(body, state, None, length=num_steps)
+        state, infos = jax.lax.scan(body, state, jnp.arange(num_steps, dtype=jnp.int32))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(infos)]))
+        actor = infos.pop('_actor', {})
         info = jax.tree_util.tree_map(lambda v: jnp.mean(v, axis=0), infos)
+        if actor:  # metrics of the actor steps only: their mean over those steps (NaN, not logged, if none)
+            n = jnp.sum(self.agent.actor_step(self.config, step0 + jnp.arange(num_steps, dtype=jnp.int32)))
+            info.update(
+                {k: jnp.where(n > 0, jnp.sum(v, axis=0) / jnp.maximum(n, 1), jnp.nan) for k, v in actor.items()}
+            )
         info['finite'] = finite.astype(jnp.float32)
         return state, info
 
@@ -149,13 +183,16 @@ class Learner:
 
     @functools.partial(jax.jit, static_argnums=(0, 3))
     def train_steps_seeds(self, states: TrainState, buffer: dict, num_steps: int):
-        return jax.vmap(lambda s: self._scan(s, buffer, num_steps))(states)
+        step0 = states.step[0]  # every seed has taken the same number of steps
+        return jax.vmap(lambda s: self._scan(s, buffer, num_steps, step0))(states)
 
     @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
     def add_and_train_seeds(self, states: TrainState, buffers: dict, transitions: dict):
+        step0 = states.step[0]
+
         def one(state, buffer, transition):
             buffer = buffer_lib.add_transition(buffer, transition)
-            state, info = self._scan(state, buffer, 1)
+            state, info = self._scan(state, buffer, 1, step0)
             return state, buffer, info
 
         return jax.vmap(one)(states, buffers, transitions)
@@ -167,6 +204,27 @@ class Learner:
         return jax.vmap(lambda p, o, r: self.act(p, o, r, temperature, eval_kwargs))(params, observations, rngs)
 
     # ---- acting ----------------------------------------------------------------------------------------------------
+    @functools.partial(jax.jit, static_argnums=(0, 7), static_argnames=('eval_kwargs',))
+    def act_episodes(
+        self, params, observations, key, episodes, calls, temperature: float = 0.0, eval_kwargs=()
+    ) -> jax.Array:
+        """Evaluation in lockstep: row i is an observation of episode episodes[i] at its calls[i]-th policy call, and
+        its action is drawn with the key fold_in(fold_in(key, episode), call) alone, so an episode's actions do not
+        depend on which other episodes share the batch (envs/evaluation.py)."""
+
+        def one(o, e, c):
+            k = jax.random.fold_in(jax.random.fold_in(key, e), c)
+            return self.act(params, o[None], k, temperature, eval_kwargs)[0]
+
+        return jax.vmap(one)(observations, episodes, calls)
+
+    @functools.partial(jax.jit, static_argnums=(0, 7), static_argnames=('eval_kwargs',))
+    def act_episodes_seeds(self, params, observations, keys, episodes, calls, temperature=0.0, eval_kwargs=()):
+        """act_episodes for seed-stacked parameters: every argument but the temperature has a leading seed axis."""
+        return jax.vmap(lambda p, o, k, e, c: self.act_episodes(p, o, k, e, c, temperature, eval_kwargs))(
+            params, observations, keys, episodes, calls
+        )
+
     @functools.partial(jax.jit, static_argnums=(0, 5), static_argnames=('eval_kwargs',))
     def act(self, params: dict, observations: jax.Array, rng: jax.Array, temperature: float = 1.0, eval_kwargs=()):
         """Actions for a batch of observations. `eval_kwargs` is a hashable tuple of (key, value) pairs passed to
