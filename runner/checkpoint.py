@@ -58,9 +58,7 @@ def read(path: str) -> dict:
         with open(path, 'rb') as f:
             return flax.serialization.msgpack_restore(f.read())
     except Exception as e:
-        raise UnreadableCheckpointError(
-            f'Checkpoint {path} is unreadable ({type(e).__name__}: {e}).'
-        ) from e
+        raise UnreadableCheckpointError(f'Checkpoint {path} is unreadable ({type(e).__name__}: {e}).') from e
 
 
 def from_raw(template, raw):
