@@ -146,7 +146,11 @@ class Loop:
                 self.task.make_env, self.seeds[0].seed + 10_000, getattr(self.f, 'eval_workers', 0)
             )
         W = self.eval_pool.width(S * V, E, getattr(self.f, 'eval_envs', 0))
-        keys = jnp.stack([jnp.stack([self.eval_key(k, step, v) for k in range(S)]) for v in range(V)])
+        # per variant, made once per evaluation (indexing a device array in the per-step act would dispatch each step)
+        keys = [
+            self.eval_key(0, step, v) if S == 1 else jnp.stack([self.eval_key(k, step, v) for k in range(S)])
+            for v in range(V)
+        ]
 
         def act(obs, episodes, calls):  # [G = V * S, W, ...], group g = v * S + k
             obs, episodes, calls = (x.reshape(V, S, W, *x.shape[2:]) for x in (obs, episodes, calls))
@@ -155,7 +159,7 @@ class Loop:
                 kw = tuple(sorted(kwargs.items()))
                 if S == 1:
                     a = self.learner.act_episodes(
-                        state.params, obs[v, 0], keys[v, 0], episodes[v, 0], calls[v, 0], 0.0, kw
+                        state.params, obs[v, 0], keys[v], episodes[v, 0], calls[v, 0], 0.0, kw
                     )[None]
                 else:
                     a = self.learner.act_episodes_seeds(state.params, obs[v], keys[v], episodes[v], calls[v], 0.0, kw)
