@@ -3,6 +3,9 @@
 - fav_table6_hyperparameters.csv: FAV paper, Table 6 (IQL, ReBRAC, FQL, QAM, FAV, FAV-Adaptive, ... per task).
 - qam_table4_hyperparameters.csv / qam_table3_common.csv: QAM paper, Tables 3-4 (per domain).
 - vgf_hyperparameters.csv: VGF paper, Tables 5-6 (train-time VGF steps and step size per environment).
+- qam_reproduce_baselines.csv: the released QAM code's experiments/reproduce.py (`agent_params`), the per-domain
+  values behind QAM Table 1's baseline rows (IFQL, FAWAC, FBRAC, DSRL, FEdit, CGQL and its MSE / Linex modes), in the
+  released code's key names; `domain` is the QAM Table 4 domain of reproduce.py's `reproduce_domain`.
 """
 
 from __future__ import annotations
@@ -146,3 +149,25 @@ def qam_protocol(env_name: str) -> dict:
             'horizon_length': QAM_HORIZON if env_name.split('-')[0] in QAM_CHUNKED_FAMILIES else 1,
         },
     )
+
+
+def _value(v: str):
+    try:
+        return _num(v)
+    except ValueError:
+        return v  # a mode name (CGQL's 'simple' / 'mse' / 'linex')
+
+
+def qam_reproduce(method: str, env_name: str, keys: dict[str, str]) -> dict:
+    """The released QAM experiments/reproduce.py values of `method` (e.g. 'ifql', 'cgql_mse') for the domain of
+    `env_name` (configs/qam_reproduce_baselines.csv): {config key: value of released key} for `keys` = {config key:
+    released key}."""
+    domain = qam_domain(env_name)
+    rows = {
+        r['key']: r['value']
+        for r in read_table('qam_reproduce_baselines.csv')
+        if (r['method'], r['domain']) == (method, domain)
+    }
+    if not rows:
+        raise PresetError(f'QAM experiments/reproduce.py has no {method} values for {domain} ({env_name!r}).')
+    return {key: _value(rows[released]) for key, released in keys.items()}
