@@ -38,6 +38,8 @@ AGENTS = {
     'fav': ('agents.fav', None),
     'fav_adaptive': ('agents.fav', 'adaptive'),
     'vgf': ('agents.vgf', None),
+    'dsrl': ('agents.dsrl', None),
+    'fedit': ('agents.fedit', None),
 }
 
 
