@@ -104,6 +104,38 @@ def _flow_matching(learner, params, b, key):
     return np.mean(np.mean((pred - (a - x0)) ** 2, -1) * _np(b['valid']))
 
 
+def _flow_matching_jnp(learner, b, key):
+    """The same flow-matching loss as a function of f_beta's parameters (for the gradient routing checks)."""
+    x_key, t_key = jax.random.split(key)
+    a = b['actions']
+    x0 = jax.random.normal(x_key, a.shape, jnp.float32)
+    t = jax.random.uniform(t_key, (len(a), 1), jnp.float32)
+
+    def fm(params):
+        pred = learner.apply('bc_flow', params, b['observations'], (1 - t) * x0 + t * a, t)
+        return jnp.mean(jnp.mean((pred - (a - x0)) ** 2, -1) * b['valid'])
+
+    return fm
+
+
+def _tanh_normal_jnp(learner, name, params, inputs, key):
+    """The released TanhNormal's reparameterized sample and log-density, written out (tanh(x), log pi(tanh x))."""
+    mu, log_std = learner.apply(name, params, *inputs)
+    x = mu + jnp.exp(log_std) * jax.random.normal(key, mu.shape, jnp.float32)
+    gauss = -0.5 * ((x - mu) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    return jnp.tanh(x), jnp.sum(gauss - jnp.log(1 - jnp.tanh(x) ** 2), -1)
+
+
+def _td_jnp(learner, b, y):
+    """The critic's TD loss onto the fixed target y, as a function of the critic's parameters."""
+    return lambda p: jnp.mean((learner.apply('critic', p, b['observations'], b['actions']) - _f32(y)) ** 2 * b['valid'])
+
+
+def _grads_close(got, want, rtol=1e-4):
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(_np(g), _np(w), rtol=rtol, atol=1e-6)
+
+
 def _loss_and_grads(agent, learner, state, b, key):
     """(loss, info), d loss / d params, op by op (cheaper on the CPU than compiling each test's whole program)."""
     return jax.value_and_grad(lambda p: agent.loss(learner, p, state, b, key), has_aux=True)(state.params)
@@ -125,7 +157,7 @@ def test_dsrl_losses_match_the_released_formulas(use_target_latent):
 
     # critic_loss: a' = flow(0.7 tanh(x')) from the noise policy at s' (released sample_actions)
     z_next, _ = _tanh_normal(learner, 'noise_policy', p, (b['next_observations'],), next_key)
-    critic_loss, _ = _td(learner, state, b, _flow(learner, flow_p, b['next_observations'], 0.7 * z_next))
+    critic_loss, y = _td(learner, state, b, _flow(learner, flow_p, b['next_observations'], 0.7 * z_next))
     # distill_loss: z_critic(s, e) onto critic(s, flow(e)), e ~ N(0, I) unscaled, current critic, no valid mask
     e = _np(jax.random.normal(distill_key, (12, A), jnp.float32))
     target_qs = _critic(learner, 'critic', p, obs, _flow(learner, flow_p, obs, e))
@@ -147,10 +179,19 @@ def test_dsrl_losses_match_the_released_formulas(use_target_latent):
     _close(loss, critic_loss + distill_loss + actor_loss + alpha_loss + bc_loss)
 
     # Gradient routing: the z critic learns from the distillation only (frozen in the actor loss), the critic from the
-    # TD loss only (frozen in the distillation target), the temperature from the alpha loss only.
+    # TD loss only (frozen in the distillation target), f_beta from flow matching only (frozen in the TD targets and
+    # the distillation), the noise policy from the actor loss only (through z, Q_z and alpha frozen), the temperature
+    # from the alpha loss only.
     want = jax.grad(lambda zp: jnp.mean((learner.apply('z_critic', zp, obs, _f32(e)) - _f32(target_qs)) ** 2))(p)
-    for a, w in zip(jax.tree_util.tree_leaves(grads['z_critic']), jax.tree_util.tree_leaves(want['z_critic'])):
-        _close(a, _np(w), rtol=1e-4)
+    _grads_close(grads['z_critic'], want['z_critic'])
+    _grads_close(grads['critic'], jax.grad(_td_jnp(learner, b, y))(p)['critic'])
+    _grads_close(grads['bc_flow'], jax.grad(_flow_matching_jnp(learner, b, fm_key))(p)['bc_flow'])
+
+    def actor_ref(pp):
+        zz, lp = _tanh_normal_jnp(learner, 'noise_policy', pp, (obs,), pi_key)
+        return jnp.mean(lp * alpha - learner.apply('z_critic', p, obs, 0.7 * zz).mean(0))
+
+    _grads_close(grads['noise_policy'], jax.grad(actor_ref)(p)['noise_policy'])
     _close(grads['log_alpha']['log_value'], alpha_loss)  # d/dlog_alpha of exp(log_alpha) (H - target)
 
 
@@ -200,12 +241,19 @@ def test_fedit_losses_match_the_released_formulas():
     _close(info['actor/bc_flow_loss'], bc_loss)
     _close(loss, critic_loss - q.mean() + entropy_loss + alpha_loss + bc_loss)
 
-    # Gradient routing: the critic learns from the TD loss only (frozen in the edit loss), alpha from its loss only.
+    # Gradient routing: the critic learns from the TD loss only (frozen in the edit loss), f_beta from flow matching
+    # only (frozen under the edit and in the TD target), the edit policy from its loss only (through delta, Q and alpha
+    # frozen), alpha from its loss only.
     _, y = _td(learner, state, b, np.clip(flow_next + 0.3 * delta_next, -1, 1))
-    valid = b['valid']
-    want = jax.grad(lambda cp: jnp.mean((learner.apply('critic', cp, obs, b['actions']) - _f32(y)) ** 2 * valid))(p)
-    for a, w in zip(jax.tree_util.tree_leaves(grads['critic']), jax.tree_util.tree_leaves(want['critic'])):
-        _close(a, _np(w), rtol=1e-4)
+    _grads_close(grads['critic'], jax.grad(_td_jnp(learner, b, y))(p)['critic'])
+    _grads_close(grads['bc_flow'], jax.grad(_flow_matching_jnp(learner, b, fm_key))(p)['bc_flow'])
+
+    def edit_ref(pp):
+        dd, lp = _tanh_normal_jnp(learner, 'edit', pp, (obs, _f32(flow_a)), edit_key)
+        qq = learner.apply('critic', p, obs, jnp.clip(_f32(flow_a) + 0.3 * dd, -1, 1)).mean(0)
+        return jnp.mean(alpha * lp - qq)
+
+    _grads_close(grads['edit'], jax.grad(edit_ref)(p)['edit'])
     _close(grads['edit_log_alpha']['log_value'], alpha_loss)
 
 
