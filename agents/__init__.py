@@ -38,6 +38,9 @@ AGENTS = {
     'fav': ('agents.fav', None),
     'fav_adaptive': ('agents.fav', 'adaptive'),
     'vgf': ('agents.vgf', None),
+    'cgql': ('agents.cgql', None),
+    'cgql_mse': ('agents.cgql', 'mse'),
+    'cgql_linex': ('agents.cgql', 'linex'),
 }
 
 
