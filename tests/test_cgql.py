@@ -80,7 +80,9 @@ def test_losses_match_the_released_formulas(name, horizon, monkeypatch):
     cfg = learner.config
     b = _batch(learner.action_dim)
     rng = jax.random.PRNGKey(1)
-    loss, info = jax.jit(lambda p, s, b, r: cgql.loss(learner, p, s, b, r))(state.params, state, b, rng)
+    (loss, info), grads = jax.jit(jax.value_and_grad(lambda p, s, b, r: cgql.loss(learner, p, s, b, r), has_aux=True))(
+        state.params, state, b, rng
+    )
 
     next_rng, fm_rng, u_rng, z_rng = jax.random.split(rng, 4)
     obs, nobs = b['observations'], b['next_observations']
@@ -123,6 +125,33 @@ def test_losses_match_the_released_formulas(name, horizon, monkeypatch):
     flow_loss = np.mean(np.mean((pred - (a - x0)) ** 2, -1) * valid)
     np.testing.assert_allclose(float(info['actor/flow_loss']), flow_loss, rtol=1e-5)
     np.testing.assert_allclose(float(loss), total + flow_loss, rtol=1e-5)
+
+    # Gradient routing: the critic from the TD loss at u = 1 (fixed target y: target critic, no gradient through the
+    # guided next actions) plus noisy_coef times the noisy regression onto the fixed target heads; the flow from flow
+    # matching alone.
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+
+    def critic_ref(p):
+        q = cgql.critic_q(learner, p, obs, f32(a), f32(one))
+        out = jnp.mean((q - f32(y)) ** 2 * f32(valid))
+        if cfg.mode != 'simple':
+            qn = cgql.critic_q(learner, p, obs, f32((1 - u) * z + u * a), f32(u))
+            if cfg.mode == 'mse':
+                per_j = (qn - f32(q_target)) ** 2
+            else:
+                d = 3.0 * (f32(q_target) - qn)
+                per_j = jnp.where(d > 0.5, d, jnp.exp(jnp.where(d > 0.5, 0.5, d)) + 3.0 * qn)
+            out = out + 0.3 * jnp.mean(per_j * f32(valid))
+        return out
+
+    def flow_ref(p):
+        pred_j = learner.apply('actor', p, obs, x_t, f32(t))
+        return jnp.mean(jnp.mean((pred_j - f32(a - x0)) ** 2, -1) * f32(valid))
+
+    for net, ref in [('critic', critic_ref), ('actor', flow_ref)]:
+        want = jax.grad(ref)(state.params)[net]
+        for g, w in zip(jax.tree_util.tree_leaves(grads[net]), jax.tree_util.tree_leaves(want), strict=True):
+            np.testing.assert_allclose(_np(g), _np(w), rtol=1e-4, atol=1e-6, err_msg=net)
 
 
 @pytest.mark.parametrize('mode', ['simple', 'mse'])
