@@ -40,6 +40,9 @@ AGENTS = {
     'vgf': ('agents.vgf', None),
     'dsrl': ('agents.dsrl', None),
     'fedit': ('agents.fedit', None),
+    'cgql': ('agents.cgql', None),
+    'cgql_mse': ('agents.cgql', 'mse'),
+    'cgql_linex': ('agents.cgql', 'linex'),
 }
 
 
