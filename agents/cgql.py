@@ -24,9 +24,8 @@ Eq. (70) of the paper prints the two cases the other way round (the exponential 
 the exponential it is there to cut off; the released code's reading is used. Actor: flow matching alone (Eq. (17)).
 One Adam over both networks, no gradient clipping (QAM Table 3), Polyak targets of the critic and the flow.
 
-Deviation: the released code also acts (evaluation, online exploration) with the Polyak-target flow when
-target_guidance=True; tiltbench's acting call receives only the current parameters, so acting integrates the current
-flow v_beta (the TD target uses the target flow as released). `separate=True` of the released config (a separate
+As released, acting (evaluation, online exploration) also integrates the Polyak-target flow when target_guidance=True
+(acting_params), guided by the current critic. `separate=True` of the released config (a separate
 time-free critic, never used by reproduce.py; its d_critic is never trained) is not implemented.
 """
 
@@ -68,8 +67,8 @@ def get_config(variant=None):
     config.guidance_coef = 0.1  # Guidance strength vartheta (Eq. (61)); released default, per domain with --preset.
     config.noisy_coef = 0.001  # Weight varrho of the noisy-action critic regression (Eq. (71); mse / linex only).
     config.isd_clip = 5.0  # Linex mode: d = inv_temp * (Qtarget - Q) above this is penalized linearly, not exp(d).
-    # The TD target's next actions integrate the Polyak-target flow (released target_guidance=True; the released code
-    # also acts with it, tiltbench acts with the current flow, see the module docstring); False: the current flow.
+    # The TD target's next actions and the acting policy integrate the Polyak-target flow (released
+    # target_guidance=True); False: the current flow.
     config.target_guidance = True
     return config
 
@@ -145,8 +144,14 @@ def policy_actions(learner, actor_params, critic_params, observations, rng):
     return jnp.take_along_axis(actions, best[..., None, None], axis=-2)[..., 0, :]
 
 
+def acting_params(config, params, target_params):
+    """Act with the Polyak-target flow when target_guidance (released compute_flow_actions), the current critic."""
+    return {**params, 'actor': target_params['actor']} if config.target_guidance else params
+
+
 def sample_actions(learner, params, observations, rng, temperature=1.0):
-    """The acting policy (stochastic at every temperature, as released): the guided flow with current parameters."""
+    """The acting policy (stochastic at every temperature, as released): the guided flow of `params` (the runner
+    passes acting_params)."""
     return policy_actions(learner, params, params, observations, rng)
 
 

@@ -22,8 +22,8 @@ Adam over all networks without gradient clipping (the released create()), Polyak
 Acting (evaluation, online data, TD targets): z ~ pi_z(s), stochastic at every temperature (the released
 sample_actions takes no temperature), then the flow.
 
-Deviations from the released code: acting in the environment integrates the online f_beta (the runner hands the agent
-its current parameters only), while the TD targets and the distillation use f_beta's Polyak target as released; the
+As released, acting (evaluation, online exploration) integrates f_beta's Polyak target too when use_target_latent
+(acting_params; released sample_flow_actions selects target_actor_bc_flow). Deviation from the released code: the
 released best_of_n (default 1, never set by reproduce.py) is not implemented, as in tiltbench's QAM.
 """
 
@@ -54,8 +54,8 @@ def get_config():
     # SAC target entropy per action dimension: the temperature keeps -E log pi at entropy_target * dim A (released
     # target_entropy = -target_entropy_multiplier * dim A, multiplier 0.5).
     config.entropy_target = -0.5
-    # True (released): the TD targets and the noise-critic distillation integrate f_beta's Polyak target; False: the
-    # online f_beta. Acting always integrates the online f_beta (module docstring).
+    # True (released): the TD targets, the noise-critic distillation and acting integrate f_beta's Polyak target;
+    # False: the online f_beta.
     config.use_target_latent = True
     return config
 
@@ -114,8 +114,14 @@ def steered_actions(learner, params, flow_params, observations, rng):
     return flow_actions(learner, flow_params, observations, z)
 
 
+def acting_params(config, params, target_params):
+    """Act through f_beta's Polyak target when use_target_latent (released sample_flow_actions)."""
+    return {**params, 'bc_flow': target_params['bc_flow']} if config.use_target_latent else params
+
+
 def sample_actions(learner, params, observations, rng, temperature=1.0):
-    """z ~ pi_z(s) through the online f_beta; stochastic at every temperature (released sample_actions)."""
+    """z ~ pi_z(s) through f_beta of `params` (the runner passes acting_params: its Polyak target); stochastic at
+    every temperature (released sample_actions)."""
     return steered_actions(learner, params, params, observations, rng)
 
 

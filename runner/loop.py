@@ -152,17 +152,18 @@ class Loop:
             for v in range(V)
         ]
 
+        acting = self.learner.acting_params(state)
+
         def act(obs, episodes, calls):  # [G = V * S, W, ...], group g = v * S + k
             obs, episodes, calls = (x.reshape(V, S, W, *x.shape[2:]) for x in (obs, episodes, calls))
             out = []
             for v, (_, kwargs) in enumerate(self.variants):
                 kw = tuple(sorted(kwargs.items()))
                 if S == 1:
-                    a = self.learner.act_episodes(
-                        state.params, obs[v, 0], keys[v], episodes[v, 0], calls[v, 0], 0.0, kw
-                    )[None]
+                    a = self.learner.act_episodes(acting, obs[v, 0], keys[v], episodes[v, 0], calls[v, 0], 0.0, kw)
+                    a = a[None]
                 else:
-                    a = self.learner.act_episodes_seeds(state.params, obs[v], keys[v], episodes[v], calls[v], 0.0, kw)
+                    a = self.learner.act_episodes_seeds(acting, obs[v], keys[v], episodes[v], calls[v], 0.0, kw)
                 out.append(np.asarray(a))
             return np.concatenate(out).reshape(V * S, W, -1)
 
@@ -190,7 +191,9 @@ class Loop:
                 [
                     self.task.evaluate(
                         self.policy(
-                            self.seed_state(state, k).params, self.eval_key(k, step, v), tuple(sorted(kw.items()))
+                            self.learner.acting_params(self.seed_state(state, k)),
+                            self.eval_key(k, step, v),
+                            tuple(sorted(kw.items())),
                         ),
                         sr.seed + 10_000,
                         self.f.eval_episodes,
@@ -369,11 +372,12 @@ class Loop:
             step = start + i + 1
             if not all(queues):
                 keys = [jax.random.fold_in(sr.act_key, step) for sr in self.seeds]
+                acting = self.learner.acting_params(state)
                 if self.n == 1:
-                    chunks = np.asarray(self.learner.act(state.params, jnp.asarray(obs[0], jnp.float32)[None], keys[0]))
+                    chunks = np.asarray(self.learner.act(acting, jnp.asarray(obs[0], jnp.float32)[None], keys[0]))
                 else:
                     o = jnp.asarray(np.stack(obs), jnp.float32)[:, None]
-                    chunks = np.asarray(self.learner.act_seeds(state.params, o, jnp.stack(keys)))[:, 0]
+                    chunks = np.asarray(self.learner.act_seeds(acting, o, jnp.stack(keys)))[:, 0]
                 for k, q in enumerate(queues):
                     if not q:
                         q.extend(np.reshape(chunks[k], (self.horizon, -1)))

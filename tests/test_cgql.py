@@ -262,3 +262,18 @@ def test_validation_errors(key, value, msg):
     config[key] = value
     with pytest.raises(ValueError, match=msg):
         cgql.validate(config)
+
+
+@pytest.mark.parametrize('target_guidance', [True, False])
+def test_acting_integrates_the_polyak_target_flow_guided_by_the_current_critic(target_guidance):
+    """Evaluation and online acting go through Learner.acting_params (released compute_flow_actions selects
+    target_actor when target_guidance; the guidance is the current critic's)."""
+    learner, state = _learner('cgql', target_guidance=target_guidance, flow_steps=2, inv_temp=3.0)
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)), jnp.float32)
+    rng = jax.random.PRNGKey(2)
+    got = _np(learner.act(learner.acting_params(state), obs, rng, 0.0))
+    flow = state.target_params if target_guidance else state.params
+    want = cgql.policy_actions(learner, {**state.params, 'actor': flow['actor']}, state.params, obs, rng)
+    np.testing.assert_allclose(got, np.clip(_np(want), -1, 1), rtol=1e-6, atol=1e-6)
+    if target_guidance:
+        assert np.abs(got - _np(learner.act(state.params, obs, rng, 0.0))).max() > 1e-3

@@ -359,3 +359,17 @@ def test_validation_errors(agent, key, value, msg):
     config[key] = value
     with pytest.raises(ValueError, match=msg):
         agents.get_agent(agent).validate(config)
+
+
+@pytest.mark.parametrize('use_target_latent', [True, False])
+def test_dsrl_acts_through_the_polyak_target_flow_as_released(use_target_latent):
+    """Evaluation and online acting go through Learner.acting_params: f_beta's Polyak target when use_target_latent
+    (released sample_flow_actions), the noise policy's current parameters either way."""
+    learner, state = _learner('dsrl', use_target_latent=use_target_latent)
+    obs, key = _batch()['observations'], jax.random.PRNGKey(5)
+    acts = _np(learner.act(learner.acting_params(state), obs, key, 0.0))
+    flow = state.target_params if use_target_latent else state.params
+    z, _ = _tanh_normal(learner, 'noise_policy', state.params, (obs,), key)
+    _close(acts, np.clip(_flow(learner, flow, obs, learner.config.noise_scale * z), -1, 1))
+    if use_target_latent:  # the two flows differ, so this tells them apart
+        assert np.abs(acts - _np(learner.act(state.params, obs, key, 0.0))).max() > 1e-3

@@ -8,7 +8,9 @@ An agent module supplies only (see agents/__init__.py for the full protocol):
 and optionally constants(config, dataset) (non-trainable arrays computed once, e.g. FAV-Adaptive's bandwidth),
 target_update_weight(config, step) (e.g. ReBRAC's actor delay) and actor_step(config, step) -> bool: the steps that
 update the actor; on the others the trainer calls loss(..., actor=False), which leaves the actor out (compiled as a
-lax.cond, so those steps skip the actor's forward and backward passes).
+lax.cond, so those steps skip the actor's forward and backward passes), and acting_params(config, params,
+target_params) -> params: the parameters the agent acts with in evaluation and online (default: the current ones;
+DSRL and CGQL act through the Polyak target of their flow, as released).
 
 Gradient rule (written once, here): `loss` receives `params`, the parameters being differentiated, and `state`, the
 train state before the update. Anything computed from `params` gets gradients; anything computed from
@@ -224,6 +226,12 @@ class Learner:
         return jax.vmap(lambda p, o, k, e, c: self.act_episodes(p, o, k, e, c, temperature, eval_kwargs))(
             params, observations, keys, episodes, calls
         )
+
+    def acting_params(self, state: TrainState) -> dict:
+        """The parameters the policy acts with (evaluation, online exploration): the agent's acting_params hook, else
+        the current parameters. Works on seed-stacked states (the hook only picks networks)."""
+        hook = getattr(self.agent, 'acting_params', None)
+        return state.params if hook is None else hook(self.config, state.params, state.target_params)
 
     @functools.partial(jax.jit, static_argnums=(0, 5), static_argnames=('eval_kwargs',))
     def act(self, params: dict, observations: jax.Array, rng: jax.Array, temperature: float = 1.0, eval_kwargs=()):
