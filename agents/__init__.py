@@ -38,6 +38,9 @@ AGENTS = {
     'fav': ('agents.fav', None),
     'fav_adaptive': ('agents.fav', 'adaptive'),
     'vgf': ('agents.vgf', None),
+    'bc': ('agents.bc', None),
+    'bc_flow': ('agents.bc', 'flow'),
+    'ifql': ('agents.ifql', None),
 }
 
 
