@@ -11,21 +11,28 @@ import pytest
 
 import agents
 from agents import bc, ifql
-from agents.common.trainer import Learner
+from agents.common.trainer import Learner, TrainState
 from configs.presets import PresetError, qam_table4
 from runner.experiment import resolve_config
 
 OBS, ACT, B = 3, 2, 12
 
 
-_STATES = {}
+def _filled(tree, phase):
+    """Deterministic parameter values of the shapes of `tree` (no initializer to compile: CPU time in these tests is
+    mostly compilation); `phase` makes the current and the target networks differ."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    values = [
+        jnp.asarray(0.4 * np.sin(1.3 * np.arange(np.prod(x.shape)) + phase + i).reshape(x.shape), jnp.float32)
+        for i, x in enumerate(leaves)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, values)
 
 
 def _learner(name, **overrides):
-    """A learner with tiny networks and a state whose parameters are moved off their initialization (so that targets
-    and current networks differ, and the Gaussian's mean layer and log std are not near zero). With horizon_length
-    h > 1 the environment's action dimension is ACT / h, so that the networks see the same flattened chunk dimension
-    ACT: configs with the same networks share one state (CPU time in tests is mostly compilation, per shape)."""
+    """A learner with tiny networks and a state whose current and target parameters differ (and whose Gaussian log
+    std, when learned, is not constant). With horizon_length h > 1 the environment's action dimension is ACT / h, so
+    that the networks see the same flattened chunk dimension ACT."""
     config = agents.get_config(name)
     config.actor_hidden_dims = config.value_hidden_dims = (16, 16)
     for k, v in overrides.items():
@@ -34,15 +41,16 @@ def _learner(name, **overrides):
     assert ACT % config.horizon_length == 0
     learner = Learner(agents.get_agent(name), config, OBS, ACT // config.horizon_length)
     assert learner.action_dim == ACT
-    key = (name, config.get('policy'), config.num_critics, config.get('const_std'))
-    if key not in _STATES:
-        state = learner.init(jax.random.PRNGKey(0))
-        params = jax.tree_util.tree_map(
-            lambda p: jnp.asarray(np.asarray(p) + 0.1 * np.sin(np.arange(p.size).reshape(p.shape)), p.dtype),
-            state.params,
-        )
-        _STATES[key] = state.replace(params=params)
-    return learner, _STATES[key]
+    shapes = jax.eval_shape(learner.init, jax.random.PRNGKey(0))
+    state = TrainState(
+        _filled(shapes.params, 0.0), _filled(shapes.target_params, 2.0), None, jax.random.PRNGKey(0), jnp.int32(0)
+    )
+    return learner, state
+
+
+def _loss(agent, learner, state, b, rng):
+    """The agent's (loss, info) at state.params, compiled as one program."""
+    return jax.jit(lambda s: agent.loss(learner, s.params, s, b, rng))(state)
 
 
 def _batch(valid=False):
@@ -92,7 +100,7 @@ def test_ifql_losses_match_the_released_formulas(overrides, horizon):
     cfg = learner.config
     b = _batch(valid=horizon > 1)
     rng = jax.random.PRNGKey(1)
-    loss, info = ifql.loss(learner, state.params, state, b, rng)
+    loss, info = _loss(ifql, learner, state, b, rng)
 
     obs, act = b['observations'], b['actions']
     valid = _np(b['valid']) if horizon > 1 else np.ones(B)
@@ -148,7 +156,7 @@ def test_ifql_best_of_n_takes_each_rows_max_q_sample():
     params = state.params
     obs = jnp.asarray(np.random.default_rng(1).normal(size=(5, OBS)), jnp.float32)
     rng = jax.random.PRNGKey(7)
-    acts = np.asarray(ifql.sample_actions(learner, params, obs, rng))
+    acts = np.asarray(learner.act(params, obs, rng))
     assert acts.shape == (5, ACT) and np.abs(acts).max() <= 1.0
 
     # The N samples per row: Euler integration of the flow from the noise sample_actions draws, clipped.
@@ -167,7 +175,7 @@ def test_ifql_best_of_n_takes_each_rows_max_q_sample():
 
     # Rows are independent: changing the other rows' observations leaves a row's action unchanged.
     other = obs.at[1:].set(obs[1:] * -3.0 + 1.0)
-    np.testing.assert_array_equal(np.asarray(ifql.sample_actions(learner, params, other, rng))[0], acts[0])
+    np.testing.assert_array_equal(np.asarray(learner.act(params, other, rng))[0], acts[0])
 
 
 def test_ifql_defaults_presets_and_validation():
@@ -222,7 +230,7 @@ def test_ifql_defaults_presets_and_validation():
 def test_bc_gaussian_loss_is_the_negative_log_likelihood(const_std, horizon):
     learner, state = _learner('bc', const_std=const_std, horizon_length=horizon)
     b = _batch(valid=horizon > 1)
-    loss, info = bc.loss(learner, state.params, state, b, jax.random.PRNGKey(0))
+    loss, info = _loss(bc, learner, state, b, jax.random.PRNGKey(0))
 
     mu, log_std = (_np(x) for x in learner.apply('actor', state.params, b['observations']))
     if const_std:
@@ -242,9 +250,9 @@ def test_bc_gaussian_acts_with_the_clipped_mean_and_samples_with_the_temperature
     obs = jnp.asarray(np.random.default_rng(2).normal(size=(64, OBS)) * 5, jnp.float32)
     mu, log_std = (_np(x) for x in learner.apply('actor', state.params, obs))
     rng = jax.random.PRNGKey(3)
-    np.testing.assert_allclose(bc.sample_actions(learner, state.params, obs, rng, temperature=0.0), np.clip(mu, -1, 1))
+    np.testing.assert_allclose(learner.act(state.params, obs, rng, 0.0), np.clip(mu, -1, 1), rtol=1e-5, atol=1e-6)
     noise = _np(jax.random.normal(rng, mu.shape))
-    sampled = bc.sample_actions(learner, state.params, obs, rng, temperature=0.5)
+    sampled = learner.act(state.params, obs, rng, 0.5)
     np.testing.assert_allclose(sampled, np.clip(mu + 0.5 * np.exp(log_std) * noise, -1, 1), rtol=1e-5, atol=1e-6)
 
 
@@ -254,12 +262,12 @@ def test_bc_flow_loss_and_euler_sampling():
     assert learner.config.policy == 'flow' and set(state.params) == {'bc_flow'}
     b = _batch(valid=horizon > 1)
     rng = jax.random.PRNGKey(5)
-    loss, _ = bc.loss(learner, state.params, state, b, rng)
+    loss, _ = _loss(bc, learner, state, b, rng)
     valid = _np(b['valid']) if horizon > 1 else np.ones(B)
     np.testing.assert_allclose(float(loss), _flow_reference(learner, state.params, b, rng, valid), rtol=1e-5)
 
     obs = b['observations']
-    acts = _np(bc.sample_actions(learner, state.params, obs, rng, temperature=0.0))
+    acts = _np(learner.act(state.params, obs, rng, 0.0))
     x = _np(jax.random.normal(rng, (B, ACT)))
     for i in range(4):
         t = jnp.full((B, 1), i / 4, jnp.float32)
