@@ -156,7 +156,7 @@ def test_ifql_best_of_n_takes_each_rows_max_q_sample():
     params = state.params
     obs = jnp.asarray(np.random.default_rng(1).normal(size=(5, OBS)), jnp.float32)
     rng = jax.random.PRNGKey(7)
-    acts = np.asarray(learner.act(params, obs, rng))
+    acts = np.asarray(learner.act(params, obs, rng, 0.0))  # evaluation
     assert acts.shape == (5, ACT) and np.abs(acts).max() <= 1.0
 
     # The N samples per row: Euler integration of the flow from the noise sample_actions draws, clipped.
@@ -173,9 +173,12 @@ def test_ifql_best_of_n_takes_each_rows_max_q_sample():
     assert len(set(best.tolist())) > 1  # the rows pick different sample indices: a shared index would fail
     np.testing.assert_allclose(acts, samples[np.arange(5), best], rtol=1e-5, atol=1e-6)
 
+    # No temperature in the released code: exploration (temperature 1) selects the same best of N.
+    np.testing.assert_array_equal(np.asarray(learner.act(params, obs, rng, 1.0)), acts)
+
     # Rows are independent: changing the other rows' observations leaves a row's action unchanged.
     other = obs.at[1:].set(obs[1:] * -3.0 + 1.0)
-    np.testing.assert_array_equal(np.asarray(learner.act(params, other, rng))[0], acts[0])
+    np.testing.assert_array_equal(np.asarray(learner.act(params, other, rng, 0.0))[0], acts[0])
 
 
 def test_ifql_defaults_presets_and_validation():
