@@ -43,6 +43,9 @@ AGENTS = {
     'cgql': ('agents.cgql', None),
     'cgql_mse': ('agents.cgql', 'mse'),
     'cgql_linex': ('agents.cgql', 'linex'),
+    'bc': ('agents.bc', None),
+    'bc_flow': ('agents.bc', 'flow'),
+    'ifql': ('agents.ifql', None),
 }
 
 
