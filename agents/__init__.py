@@ -35,6 +35,8 @@ AGENTS = {
     'qam_fql': ('agents.qam_fql', None),
     'qam_edit': ('agents.qam_edit', None),
     'qam_fav': ('agents.qam_fav', None),
+    'fawac': ('agents.fawac', None),
+    'fbrac': ('agents.fbrac', None),
     'fav': ('agents.fav', None),
     'fav_adaptive': ('agents.fav', 'adaptive'),
     'vgf': ('agents.vgf', None),
