@@ -61,10 +61,14 @@ def _xp(a):
 
 
 # ---- 2-D behavior families: sampler, log-density, reward, regions ------------------------------------------------
+def _sq_dists(a, b):
+    """|a_i - b_j|^2 for a (n, d), b (m, d) as an (n, m) matrix (float64), without an (n, m, d) intermediate."""
+    return np.maximum(np.sum(a**2, -1)[:, None] + np.sum(b**2, -1)[None] - 2.0 * a @ b.T, 0.0)
+
+
 def _gmm_log_density(a, means, std):
     """log of the equal-weight isotropic Gaussian mixture density at a (n, d), float64."""
-    d2 = np.sum((a[:, None, :] - means[None]) ** 2, axis=-1)
-    logits = -d2 / (2 * std**2)
+    logits = -_sq_dists(a, means) / (2 * std**2)
     m = logits.max(axis=1, keepdims=True)
     d = a.shape[-1]
     return (m[:, 0] + np.log(np.mean(np.exp(logits - m), axis=1))) - 0.5 * d * np.log(2 * np.pi * std**2)
@@ -96,8 +100,7 @@ class Mixture2D:
         return self.reward_fn(a)
 
     def region(self, a):
-        a = np.asarray(a, np.float64)
-        return self.region_of_component[np.argmin(np.sum((a[:, None] - self.means[None]) ** 2, -1), axis=1)]
+        return self.region_of_component[np.argmin(_sq_dists(np.asarray(a, np.float64), self.means), axis=1)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,21 +198,26 @@ class GridTarget:
 
 
 @functools.lru_cache(maxsize=None)
-def grid_target(family: str, beta: float) -> GridTarget:
+def _grid(family: str):
+    """The beta-free part of a 2-D target: cell centers, behavior log-density, reward and region of every cell."""
     fam = FAMILIES[family]
     cell = 2.0 / GRID
     lin = -1 + cell * (np.arange(GRID) + 0.5)
     pts = np.stack(np.meshgrid(lin, lin, indexing='ij'), -1).reshape(-1, 2)
-    logp = fam.log_density(pts)
-    r = np.asarray(fam.reward(pts), np.float64)
+    return pts, fam.log_density(pts), np.asarray(fam.reward(pts), np.float64), fam.region(pts), cell
+
+
+@functools.lru_cache(maxsize=None)
+def grid_target(family: str, beta: float) -> GridTarget:
+    pts, logp, r, regions, cell = _grid(family)
     logt = logp + beta * r
     probs = np.exp(logt - logt[np.isfinite(logt)].max())
     probs /= probs.sum()
     behavior = np.exp(logp - logp[np.isfinite(logp)].max())
     behavior /= behavior.sum()
-    regions = fam.region(pts)
-    occ = np.bincount(regions, weights=probs, minlength=fam.num_regions)
-    bocc = np.bincount(regions, weights=behavior, minlength=fam.num_regions)
+    k = FAMILIES[family].num_regions
+    occ = np.bincount(regions, weights=probs, minlength=k)
+    bocc = np.bincount(regions, weights=behavior, minlength=k)
     return GridTarget(pts, probs, occ, bocc, float(probs @ r), cell)
 
 
@@ -279,11 +287,10 @@ def gmm_target_mean_reward(task: GMMTask, target: GMMTarget) -> float:
 
 
 # ---- metrics --------------------------------------------------------------------------------------------------------
-def _mean_pairwise_distance(x, y, chunk=256):
+def _mean_pairwise_distance(x, y, chunk=1000):
     total = 0.0
     for i in range(0, len(x), chunk):
-        d2 = np.sum((x[i : i + chunk, None, :] - y[None]) ** 2, -1)
-        total += np.sqrt(np.maximum(d2, 0.0)).sum()
+        total += np.sqrt(_sq_dists(x[i : i + chunk], y)).sum()
     return total / (len(x) * len(y))
 
 
@@ -291,6 +298,13 @@ def energy_distance(x, y) -> float:
     """2 E|X - Y| - E|X - X'| - E|Y - Y'| (V-statistic; 0 iff the distributions agree, up to sampling noise)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     return float(2 * _mean_pairwise_distance(x, y) - _mean_pairwise_distance(x, x) - _mean_pairwise_distance(y, y))
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(family: str, dim: int, beta: float, n: int, seed: int):
+    """n exact target samples (fixed seed) and their E|Y - Y'|, shared by every evaluation."""
+    y = exact_target(family, dim, beta).sample(n, np.random.default_rng(seed))
+    return y, _mean_pairwise_distance(y, y)
 
 
 @functools.lru_cache(maxsize=None)
@@ -343,30 +357,41 @@ def _target_off_support(family: str, dim: int, beta: float) -> float:
 def region(family: str, dim: int, a) -> np.ndarray:
     fam = _base(family, dim)
     if isinstance(fam, GMMTask):
-        a = np.asarray(a, np.float64)
-        return np.argmin(np.sum((a[:, None] - fam.means[None]) ** 2, -1), axis=1)
+        return np.argmin(_sq_dists(np.asarray(a, np.float64), fam.means), axis=1)
     return fam.region(a)
 
 
 def metrics(family: str, dim: int, beta: float, actions, seed: int = 0) -> dict:
-    """Fidelity of samples `actions` (n, d) in the un-rotated frame to the exact target (see the module docstring)."""
-    fam, tgt = _base(family, dim), exact_target(family, dim, beta)
+    """Fidelity of samples `actions` (n, d) in the un-rotated frame to the exact target at `beta` (see the module
+    docstring), plus `beta<b>/tv_distance`, `beta<b>/energy_distance`, `beta<b>/target_mean_reward` against the target
+    at every other beta of BETAS: an agent without a temperature is trained once and read at every beta."""
+    fam = _base(family, dim)
     a = np.asarray(actions, np.float64)
-    occ = np.bincount(region(family, dim, a), minlength=len(tgt.occupancy)) / len(a)
     rng = np.random.default_rng(seed)
     n = min(len(a), ENERGY_SAMPLES)
-    ref = tgt.sample(n, rng)
     sub = a[rng.choice(len(a), n, replace=False)] if len(a) > n else a
+    regions = region(family, dim, a)
     out = {
-        'tv_distance': float(0.5 * np.abs(occ - tgt.occupancy).sum()),
-        'energy_distance': energy_distance(sub, ref),
         'mean_reward': float(np.mean(fam.reward(a))),
-        'target_mean_reward': tgt.mean_reward,
         'off_support_fraction': float(np.mean(fam.log_density(a) < support_threshold(family, dim))),
-        'target_off_support_fraction': _target_off_support(family, dim, beta),
     }
     out['score'] = out['mean_reward']
-    out.update({f'occupancy_{k}': float(occ[k]) for k in range(len(occ))})
+    xx = _mean_pairwise_distance(sub, sub)
+    for b in (beta, *(x for x in BETAS if x != beta)):
+        tgt = exact_target(family, dim, b)
+        occ = np.bincount(regions, minlength=len(tgt.occupancy)) / len(a)
+        ref, yy = _reference(family.removeprefix('ctx-'), dim, b, n, seed + 1)
+        vals = {
+            'tv_distance': float(0.5 * np.abs(occ - tgt.occupancy).sum()),
+            'energy_distance': float(2 * _mean_pairwise_distance(sub, ref) - xx - yy),
+            'target_mean_reward': tgt.mean_reward,
+        }
+        if b == beta:
+            out.update(vals)
+            out['target_off_support_fraction'] = _target_off_support(family, dim, beta)
+            out.update({f'occupancy_{k}': float(occ[k]) for k in range(len(occ))})
+        else:
+            out.update({f'beta{b:g}/{k}': v for k, v in vals.items()})
     return out
 
 

@@ -67,7 +67,8 @@ def test_energy_distance_against_a_brute_force_double_loop():
         return np.mean([np.linalg.norm(u - v) for u in p for v in q])
 
     ref = 2 * mean_dist(x, y) - mean_dist(x, x) - mean_dist(y, y)
-    assert tilt.energy_distance(x, y) == pytest.approx(ref, rel=1e-12)
+    # distances come from |a|^2 + |b|^2 - 2 a.b: a zero distance reads as sqrt(rounding error) ~ 1e-8
+    assert tilt.energy_distance(x, y) == pytest.approx(ref, rel=1e-8)
 
 
 @pytest.mark.parametrize('name', ['tilt-spiral-d2-b3', 'tilt-checker-d2-b1', 'tilt-gmm-d8-b3'])
@@ -82,6 +83,12 @@ def test_metrics_are_zero_on_exact_target_samples_and_analytic_on_behavior_sampl
     tv = 0.5 * np.abs(tgt.behavior_occupancy - tgt.occupancy).sum()
     assert behavior['tv_distance'] == pytest.approx(tv, abs=0.02) and tv > 0.1
     assert behavior['off_support_fraction'] == pytest.approx(tilt.SUPPORT_QUANTILE, abs=0.002)
+    # one set of samples read against every other beta: the same numbers as metrics() at that beta
+    for b in tilt.BETAS:
+        if b != spec.beta:
+            at_b = tilt.metrics(spec.family, spec.dim, b, fam.sample(10_000, np.random.default_rng(4)))
+            for k in ('tv_distance', 'energy_distance', 'target_mean_reward'):
+                assert behavior[f'beta{b:g}/{k}'] == pytest.approx(at_b[k], rel=1e-9), (b, k)
 
 
 def test_contextual_targets_are_the_base_target_rotated_by_the_state():
