@@ -1,6 +1,8 @@
 """Tilt-fidelity bandits (envs/tilt.py): every exact target against brute-force Monte Carlo importance weights of the
 behavior, the metrics at their known values, the contextual rotation, the oracle critic, and one main.py run."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -159,3 +161,75 @@ def test_main_trains_on_a_contextual_oracle_task_and_reports_fidelity(tmp_path):
     assert last['target_mean_reward'] == pytest.approx(tilt.exact_target('ring', 2, 3.0).mean_reward)
     samples = np.load(tmp_path / 'fql_tilt-ctx-ring-d2-b3-oracle_seed0' / 'policy_samples.npy')
     assert samples.shape == (tilt.NUM_EVAL, 2)
+
+
+def _table_args(**kw):
+    import argparse
+
+    base = dict(
+        agents=['iql', 'fql'],
+        tasks=['tilt-ring-d2'],
+        betas=[0.3, 1.0],
+        modes=['oracle', 'learned'],
+        seeds=2,
+        steps=20,
+        hidden=[8, 8],
+        batch_size=16,
+        knobs=True,
+    )
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_tilt_table_sets_each_temperature_to_beta_and_sweeps_the_knobs_of_the_others_with_the_oracle():
+    from scripts import tilt_table
+
+    subs = tilt_table.sweep_spec(_table_args())
+    iql = [s for s in subs if s['agents'] == ['iql']]
+    assert sorted((s['flags']['agent.alpha'], s['envs'][0]) for s in iql) == [
+        (0.3, 'tilt-ring-d2-b0.3'),
+        (0.3, 'tilt-ring-d2-b0.3-oracle'),
+        (1.0, 'tilt-ring-d2-b1'),
+        (1.0, 'tilt-ring-d2-b1-oracle'),
+    ]
+    fql = [s for s in subs if s['agents'] == ['fql']]
+    assert all('agent.alpha' not in s['flags'] for s in fql)  # no temperature: trained once, read at every beta
+    knobs = [(s['envs'][0], s['grid']) for s in fql if 'grid' in s]
+    assert knobs == [('tilt-ring-d2-b1-oracle', {'agent.alpha': [v]}) for v in tilt_table.KNOBS['fql'][1]]
+    assert len(fql) == 2 + len(knobs)
+
+
+def test_tilt_table_runs_a_tiny_grid_and_writes_its_tables_and_figures(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cmd = [
+        sys.executable,
+        'scripts/tilt_table.py',
+        '--agents=fav',
+        '--tasks=tilt-8gaussians-d2',
+        '--betas=3',
+        '--modes=oracle',
+        '--seeds=2',
+        '--steps=20',
+        '--hidden=8,8',
+        '--batch_size=16',
+        '--workers=1',
+        f'--save_dir={tmp_path / "runs"}',
+        f'--out={tmp_path / "report"}',
+    ]
+    env = {**__import__('os').environ, 'JAX_PLATFORMS': 'cpu'}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (tmp_path / 'report.md').read_text()
+    # fav has a temperature: its run at beta 3 sets agent.beta=3 and is read at beta 3; two vmapped seeds
+    finals = [read_final(tmp_path / 'runs' / f'fav_tilt-8gaussians-d2-b3-oracle_seed{s}') for s in (0, 1)]
+    config = json.loads((tmp_path / 'runs' / 'fav_tilt-8gaussians-d2-b3-oracle_seed0' / 'config.json').read_text())
+    assert config['config']['beta'] == 3.0
+    tv = np.mean([f['last_eval']['tv_distance'] for f in finals])
+    row = next(line for line in text.splitlines() if line.startswith('| fav |'))
+    assert row.startswith(f'| fav | {tv:.3f} [')
+    assert '`fav`: `beta` = beta' in text and '| behavior data |' in text
+    for png in ('tilt-8gaussians-d2_oracle_tv.png', 'tilt-8gaussians-d2_oracle_samples_b3.png'):
+        assert (tmp_path / 'report_figures' / png).stat().st_size > 1000 and png in text
