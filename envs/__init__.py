@@ -9,7 +9,9 @@ TOY_NAMES = ('toy-8gaussians',)
 
 def valid_names_help() -> str:
     return (
-        'toy-8gaussians; OGBench single-task ids such as cube-single-play-singletask-task2-v0, '
+        'toy-8gaussians; tilt-fidelity bandits tilt-<family>-d<dim>[-b<beta>][-oracle] (families 8gaussians, ring, '
+        'spiral, checker, ctx-ring, ctx-8gaussians with d2; gmm with any d, e.g. tilt-gmm-d21-b3); '
+        'OGBench single-task ids such as cube-single-play-singletask-task2-v0, '
         'pointmaze-medium-navigate-singletask-task1-v0 (or without -taskN for the default task), sparse-reward '
         'manipulation variants such as scene-play-sparse-singletask-task2-v0; D4RL v2 names '
         'such as hopper-medium-v2 or antmaze-large-play-v2 (original hdf5 files); Minari ids such as '
@@ -22,8 +24,14 @@ def known_names() -> list[str]:
     from configs.presets import read_table
     from envs.d4rl import D4RL_NAMES
     from envs.ogbench_gen import GENERATABLE
+    from envs.tilt import BENCHMARK_TASKS
 
-    names = set(TOY_NAMES) | set(D4RL_NAMES) | {r['task'] for r in read_table('fav_table6_hyperparameters.csv')}
+    names = (
+        set(TOY_NAMES)
+        | set(BENCHMARK_TASKS)
+        | set(D4RL_NAMES)
+        | {r['task'] for r in read_table('fav_table6_hyperparameters.csv')}
+    )
     for ds in GENERATABLE:  # e.g. pointmaze-medium-navigate-v0 -> pointmaze-medium-navigate-singletask-task1-v0
         names |= {ds.replace('-v0', f'-singletask-task{i}-v0') for i in range(1, 6)} | {
             ds.replace('-v0', '-singletask-v0')
@@ -45,6 +53,10 @@ def make_task(
         from envs import toy
 
         return toy.make_task()  # the same data for every run seed
+    if env_name.startswith('tilt-'):
+        from envs import tilt
+
+        return tilt.make_task(env_name)  # the same data for every run seed and beta
     from envs import ogbench_env
 
     if ogbench_env.is_ogbench_name(env_name):

@@ -291,7 +291,7 @@ def _train(agent_mod, config, task, f, runs, wandb_run, resume) -> list[dict]:
     from runner.loop import Loop, make_online_buffer, restore_buffer
 
     consts = agent_mod.constants(config, task.train_dataset) if hasattr(agent_mod, 'constants') else {}
-    learner = Learner(agent_mod, config, task.obs_dim, task.action_dim, consts)
+    learner = Learner(agent_mod, config, task.obs_dim, task.action_dim, consts, task.extra.get('oracle_q'))
     variants = agent_mod.eval_variants(config) if hasattr(agent_mod, 'eval_variants') else [('', {})]
     loop = Loop(learner, task, f, runs, variants, wandb_run)
     state = loop.init_state()

@@ -50,8 +50,11 @@ class Learner:
     """Static description of one agent instance: its networks, config, constants and optimizer. Hashable by
     identity, so its methods can be closed over by jax.jit."""
 
-    def __init__(self, agent, config, obs_dim: int, action_dim: int, consts: dict | None = None):
+    def __init__(self, agent, config, obs_dim: int, action_dim: int, consts: dict | None = None, oracle_q=None):
         self.agent = agent
+        # A task's true Q(s, a) (the tilt bandits' `-oracle` switch, envs/tilt.py): network 'critic' then returns it for
+        # every head, so extraction is measured without critic error; the critic's own parameters get no gradient.
+        self.oracle_q = oracle_q
         self.config = config
         self.obs_dim = obs_dim
         # The environment's action_dim; the policy and the critic act on chunks of horizon_length of them, flattened
@@ -75,6 +78,9 @@ class Learner:
     # ---- network application -------------------------------------------------------------------------------
     def apply(self, name: str, params: dict, *args, **kwargs):
         """Apply network `name` with the parameter dict `params` (trainable, current, or target parameters)."""
+        if name == 'critic' and self.oracle_q is not None:
+            q = self.oracle_q(*args)
+            return jnp.broadcast_to(q, (self.modules['critic'].num_heads, *q.shape))
         return self.modules[name].apply({'params': params[name]}, *args, **kwargs)
 
     # ---- state ------------------------------------------------------------------------------------------------
