@@ -28,26 +28,28 @@ import inspect
 
 # name -> (module, config variant passed to get_config, or None)
 AGENTS = {
-    'iql': ('agents.iql', None),
-    'rebrac': ('agents.rebrac', None),
-    'fql': ('agents.fql', None),
+    # the methods the suite compares
+    'fav': ('agents.fav', None),
+    'fav_adaptive': ('agents.fav', 'adaptive'),
     'qam': ('agents.qam', None),
     'qam_fql': ('agents.qam_fql', None),
     'qam_edit': ('agents.qam_edit', None),
     'qam_fav': ('agents.qam_fav', None),
+    'vgf': ('agents.vgf', None),
+    # baselines of the FAV, QAM and VGF tables
+    'iql': ('agents.iql', None),
+    'rebrac': ('agents.rebrac', None),
+    'fql': ('agents.fql', None),
+    'bc': ('agents.bc', None),
+    'bc_flow': ('agents.bc', 'flow'),
+    'ifql': ('agents.ifql', None),
     'fawac': ('agents.fawac', None),
     'fbrac': ('agents.fbrac', None),
-    'fav': ('agents.fav', None),
-    'fav_adaptive': ('agents.fav', 'adaptive'),
-    'vgf': ('agents.vgf', None),
     'dsrl': ('agents.dsrl', None),
     'fedit': ('agents.fedit', None),
     'cgql': ('agents.cgql', None),
     'cgql_mse': ('agents.cgql', 'mse'),
     'cgql_linex': ('agents.cgql', 'linex'),
-    'bc': ('agents.bc', None),
-    'bc_flow': ('agents.bc', 'flow'),
-    'ifql': ('agents.ifql', None),
 }
 
 

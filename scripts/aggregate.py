@@ -379,9 +379,26 @@ FAV_METHODS = {
     'qam_fav': 'QAM',
     'fav_adaptive': 'FAV-Adaptive',
     'fav': 'FAV',
+    'ifql': 'IFQL',
+    'fawac': 'FAWAC',
+    'dsrl': 'DSRL',
 }
-QAM_METHODS = {'rebrac': 'ReBRAC', 'fql': 'FQL', 'qam': 'QAM', 'qam_fql': 'QAM-FQL', 'qam_edit': 'QAM-EDIT'}
-VGF_METHODS = {'iql': 'IQL', 'rebrac': 'ReBRAC', 'fql': 'FQL', 'vgf': 'VGF'}
+QAM_METHODS = {
+    'rebrac': 'ReBRAC',
+    'fql': 'FQL',
+    'qam': 'QAM',
+    'qam_fql': 'QAM-FQL',
+    'qam_edit': 'QAM-EDIT',
+    'fbrac': 'FBRAC',
+    'fawac': 'FAWAC',
+    'cgql': 'CGQL',
+    'cgql_mse': 'CGQL-MSE',
+    'cgql_linex': 'CGQL-Linear',
+    'dsrl': 'DSRL',
+    'fedit': 'FEdit',
+    'ifql': 'IFQL',
+}
+VGF_METHODS = {'bc': 'BC', 'iql': 'IQL', 'rebrac': 'ReBRAC', 'fql': 'FQL', 'fbrac': 'FBRAC', 'vgf': 'VGF'}
 # QAM Table 1 domains <- tiltbench OGBench families. QAM Table 1 is put beside runs made under its protocol only
 # (`--preset=qam`, or `paper` for the QAM agents: K = 10 critics, chunks of 5 on manipulation, the sparse scene /
 # puzzle variants) and, for puzzle-4x4 / cube-quadruple, on the 100M-transition datasets (the -100m names).

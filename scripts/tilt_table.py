@@ -38,13 +38,16 @@ TEMPERATURE = {
     'qam': ('inv_temp', 'inverse temperature of the tilted flow (QAM Eq. (5))'),
     'qam_fql': ('inv_temp', 'inverse temperature (QAM-FQL)'),
     'qam_edit': ('inv_temp', 'inverse temperature (QAM-EDIT)'),
-    'fawac': ('inv_temp', 'advantage weight exp(inv_temp A): inv_temp = beta'),
+    'fawac': ('inv_temp', 'advantage weight min(exp(inv_temp (Q - V)), 100) of flow matching'),
+    'cgql': ('inv_temp', 'classifier guidance toward pi_beta exp(inv_temp Q) (QAM App. D)'),
 }
 # Agents without an exact temperature: their default, plus one row per value of their main knob.
 KNOBS = {
     'fql': ('alpha', [1.0, 100.0]),  # distillation weight (default 10)
     'rebrac': ('alpha_actor', [0.01, 1.0]),  # actor BC weight (default 0 = TD3; FAV Table 6: 0.003-1)
     'vgf': ('train_vgf_steps', [1, 10]),  # transport budget L_train (default 3)
+    'ifql': ('num_samples', [4, 128]),  # best-of-N (default 32)
+    'fbrac': ('alpha', [10.0, 1000.0]),  # Q weight 1 / alpha (default 100)
 }
 # The default grid (108 runs of 3 vmapped seeds, about an hour on 2 idle CPU cores); `all` takes every agent / task.
 DEFAULT_AGENTS = ('iql', 'fql', 'rebrac', 'fav', 'qam', 'vgf')

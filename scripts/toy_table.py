@@ -38,6 +38,16 @@ AGENT_ARGS = {
     'qam_edit': (['--agent.inv_temp=1'], 'inverse temperature 1'),
     'qam_fav': (['--agent.inv_temp=1'], "inverse temperature 1; the FAV paper's 2-head QAM"),
     'vgf': ([], 'L_train from --vgf_train_steps; best-of-N after L_test steps'),
+    'bc': ([], 'Gaussian BC (std 1), its mean action at evaluation: a point mass'),
+    'bc_flow': ([], 'flow BC: should match the behavior data, not the target'),
+    'ifql': ([], 'best of N = 32 flow samples by Q; no temperature'),
+    'fawac': (['--agent.inv_temp=1'], 'AWR inverse temperature 1 (weights clipped at 100): exactly the target'),
+    'fbrac': ([], 'alpha (Q weight 1 / alpha) at its default; no exact temperature'),
+    'dsrl': ([], 'SAC in the noise space at its default entropy target; no temperature'),
+    'fedit': ([], 'edit within sigma_a at its default; no temperature'),
+    'cgql': (['--agent.inv_temp=1'], 'guidance inverse temperature 1'),
+    'cgql_mse': (['--agent.inv_temp=1'], 'guidance inverse temperature 1'),
+    'cgql_linex': (['--agent.inv_temp=1'], 'guidance inverse temperature 1'),
 }
 # Paper-text switches (README's switch table), one extra row each beside the agent's released-code default row:
 # agent -> [(row name, extra flags added to the agent's, what the row is)].

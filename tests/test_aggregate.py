@@ -396,3 +396,17 @@ def test_commands_of_a_multi_seed_process_are_the_command_that_ran(tmp_path):
     assert f'python main.py --agent=iql --seed=3 --num_seeds=2 {tail}  # seeds 3, 4 in one process' in md
     assert f'for seed in 7; do python main.py --agent=iql --seed=$seed {tail}; done' in md
     assert md.count('python main.py') == 2
+
+
+def test_every_joined_agent_is_registered_and_every_method_is_in_a_published_table():
+    """The name joins (tiltbench agent -> paper method) point at real agents and at methods that one of the reference
+    tables using that join holds (FAV: Tables 11 and 12, e.g. RLPD only in 12; VGF: Tables 7 and 1)."""
+    import agents
+
+    ref = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'results', 'reference')
+    sources = agg.load_sources(ref)
+    assert len(sources) == 5
+    for methods in (agg.FAV_METHODS, agg.QAM_METHODS, agg.VGF_METHODS):
+        published = {m for s in sources if s.methods is methods for (_, m) in s.values}
+        for agent, method in methods.items():
+            assert agent in agents.AGENTS and method in published, (agent, method)
