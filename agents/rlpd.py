@@ -71,18 +71,21 @@ def get_config():
     # Target from a random subset of this many target heads (drawn per gradient step, without replacement), aggregated
     # by q_agg: RLPD's code (REDQ's M; rlpd_config num_min_qs=2, 1 in its antmaze command). 0: all heads (sac.py).
     config.num_min_qs = 0
-    config.backup_entropy = False  # Subtract gamma m alpha log pi(a'|s') in the target (sac.py default False).
+    # Subtract gamma m alpha log pi(a'|s') in the target (sac.py: False; RLPD's sac_config: True, False in its antmaze
+    # and Adroit commands).
+    config.backup_entropy = False
     config.target_entropy_multiplier = 0.5  # Target entropy = -multiplier * dim(A) (A: the flattened chunk).
     config.init_temp = 1.0  # Initial entropy temperature alpha (LogParam init 1).
-    config.log_std_min = -5.0  # Lower clip of the actor's log std (sac.py's Actor: -5; QAM's TanhNormal: -20).
-    config.actor_fc_scale = 0.01  # Init variance scale of the mean and log-std layers (sac.py: 0.01; QAM's: 1.0).
+    config.log_std_min = -5.0  # Lower clip of the actor's log std (sac.py's Actor: -5; QAM's / RLPD's TanhNormal: -20).
+    # Init variance scale (fan_avg, uniform) of the mean and log-std layers (sac.py: 0.01; the TanhNormal's xavier: 1).
+    config.actor_fc_scale = 0.01
     config.bc_alpha = 0.0  # Weight of -E[log pi(a_data|s)] in the actor loss (QAM's rlpd.py; 0 in sac.py).
     # Evaluation: False = tanh(mean) (the FQL code base's evaluate, temperature 0); True = sampled, as QAM's evaluate
     # (its rlpd.py sample_actions has no temperature).
     config.stochastic_eval = False
     config.mix_offline = 0.5  # Online batches half offline, half online (the command's --balanced_sampling=1).
     # Gradient steps per environment step online (agents/common/trainer.py add_and_train), each on a fresh batch: 1 in
-    # the FQL / FAV / QAM runs; 20 in the RLPD code's README commands.
+    # the FQL / FAV / QAM runs; 20 in the RLPD code's README commands on state observations.
     config.utd_ratio = 1
     # With utd_ratio > 1: only every utd_ratio-th gradient step (the last of each environment step's, counted from the
     # first gradient step, offline ones included) also updates the actor and the temperature; the others are

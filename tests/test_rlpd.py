@@ -18,6 +18,7 @@ from configs.common import check_explicit_keys, validate_common
 from configs.presets import PresetError
 from tests.test_baselines import _batch, _np
 from tests.test_core import _dataset
+from tests.test_vgf import _np_mlp
 
 
 def _learner(act_dim=2, **overrides):
@@ -158,6 +159,38 @@ def test_actor_has_a_state_dependent_std_and_acts_with_tanh_of_the_mean_at_evalu
     assert np.asarray(learner_q.apply('actor', big, obs)[1]).min() == -20.0
 
 
+def test_rlpd_code_networks_are_relu_mlps_with_layernorm_first_in_the_critic():
+    """`activation` and `ln_first` reach both networks (RLPD's code: ReLU; LayerNorm then ReLU in the critic, no
+    LayerNorm in the actor), against a numpy forward pass."""
+    learner, state = _learner(activation='relu', ln_first=True, log_std_min=-20.0)
+    f64 = jax.tree_util.tree_map(_np, state.params)
+    rng = np.random.default_rng(0)
+    obs, act = rng.normal(size=(4, 3)), rng.uniform(-1, 1, (4, 2))
+    qs = np.asarray(learner.apply('critic', state.params, jnp.asarray(obs, jnp.float32), jnp.asarray(act, jnp.float32)))
+    c = f64['critic']['VmapMLP_0']
+    for h in range(2):
+        layers = [
+            ({k: v[h] for k, v in c[f'Dense_{i}'].items()}, {k: v[h] for k, v in c[f'LayerNorm_{i}'].items()})
+            for i in range(2)
+        ]
+        layers.append(({k: v[h] for k, v in c['Dense_2'].items()}, None))
+        ref = _np_mlp(layers, np.concatenate([obs, act], -1), True, True, 'relu')[:, 0]
+        np.testing.assert_allclose(qs[h], ref, rtol=1e-4, atol=1e-5)
+    a = f64['actor']
+    assert not any(k.startswith('LayerNorm') for k in a['MLP_0'])
+    hidden = np.maximum(
+        np.maximum(obs @ a['MLP_0']['Dense_0']['kernel'] + a['MLP_0']['Dense_0']['bias'], 0)
+        @ a['MLP_0']['Dense_1']['kernel']
+        + a['MLP_0']['Dense_1']['bias'],
+        0,
+    )
+    mu, log_std = (np.asarray(v) for v in learner.apply('actor', state.params, jnp.asarray(obs, jnp.float32)))
+    np.testing.assert_allclose(mu, hidden @ a['Dense_0']['kernel'] + a['Dense_0']['bias'], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        log_std, np.clip(hidden @ a['Dense_1']['kernel'] + a['Dense_1']['bias'], -20, 2), rtol=1e-4, atol=1e-6
+    )
+
+
 def _online_buffer(n=24):
     ds = _dataset(n=n, episode_len=4)
     transition = {k: v[3] + 0.5 for k, v in _dataset(n=4, seed=1).items()}
@@ -270,6 +303,7 @@ def test_presets():
         ({'log_std_min': 2.0}, 'log_std_min'),
         ({'bc_alpha': -1.0}, 'bc_alpha'),
         ({'actor_fc_scale': 0.0}, 'actor_fc_scale'),
+        ({'activation': 'tanh'}, 'activation must be one of'),
     ],
 )
 def test_validate_errors(overrides, msg):
