@@ -119,6 +119,14 @@ def test_losses_match_the_released_formulas(overrides):
     np.testing.assert_allclose(float(loss), total, rtol=1e-5)
     # d/d log(alpha) of the loss is the temperature loss's alone: alpha (H - H_target).
     np.testing.assert_allclose(float(grads['alpha']['log_value']), alpha_loss, rtol=1e-5)
+    if cfg.backup_entropy:  # the released gradient paths: the target (entropy term included) sends none to the actor
+        # or the temperature, the actor loss none to the critic (sac.py calls the critic without grad_params there)
+        critic_grads = jax.jit(jax.grad(lambda p: rlpd.loss(learner, p, state, b, rng, actor=False)[0]))(state.params)
+        assert not any(
+            np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves((critic_grads['actor'], critic_grads['alpha']))
+        )
+        for x, y in zip(*(jax.tree_util.tree_leaves(g['critic']) for g in (grads, critic_grads)), strict=True):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
 
 
 def test_tanh_log_prob_is_the_stable_form_where_float32_tanh_saturates():
