@@ -17,6 +17,8 @@ optional:
   target_update_weight(config, step) -> scalar        e.g. ReBRAC's actor delay
   actor_step(config, step) -> bool                    steps that update the actor; the others call
                                                       loss(..., actor=False), which skips the actor's loss
+  frozen_on_critic_steps(config) -> tuple of names    networks that those critic-only steps leave untouched,
+                                                      Adam state included (then one Adam per network; RLPD)
   eval_variants(config) -> [(label, kwargs)]          several evaluations per eval step (VGF's L_test sweep)
 """
 
@@ -50,6 +52,7 @@ AGENTS = {
     'cgql': ('agents.cgql', None),
     'cgql_mse': ('agents.cgql', 'mse'),
     'cgql_linex': ('agents.cgql', 'linex'),
+    'rlpd': ('agents.rlpd', None),
 }
 
 

@@ -54,14 +54,19 @@ def validate_common(config) -> None:
         raise ValueError(f'horizon_length (action chunk size) must be an integer >= 1, got {config.horizon_length}.')
     if not 0.0 <= config.mix_offline < 1.0:
         raise ValueError(f'mix_offline must be in [0, 1), got {config.mix_offline}.')
+    # utd_ratio (gradient steps per environment step online; agents/common/trainer.py add_and_train) is a key of the
+    # agents that declare it (rlpd); the trainer reads it with default 1.
+    utd = config.get('utd_ratio', 1)
+    if not (isinstance(utd, int) and not isinstance(utd, bool) and utd >= 1):
+        raise ValueError(f'utd_ratio (gradient steps per environment step) must be an integer >= 1, got {utd!r}.')
 
 
 # Keys that only act together with another key's value: {key: (description, predicate on the config)}. Setting one
 # explicitly where it would be ignored is an error, never silent.
 CONDITIONAL_KEYS = {
     'rho': (
-        lambda c: f"q_agg (or grad_q_agg) = 'pessimistic' (q_agg is {c.get('q_agg')!r})",
-        lambda c: 'pessimistic' in (c.get('q_agg'), c.get('grad_q_agg')),
+        lambda c: f"q_agg (or grad_q_agg / actor_q_agg) = 'pessimistic' (q_agg is {c.get('q_agg')!r})",
+        lambda c: 'pessimistic' in (c.get('q_agg'), c.get('grad_q_agg'), c.get('actor_q_agg')),
     ),
     # QAM: the released scheme's BAM (agents/bam.py) differentiates the current critic, never the target.
     'target_critic_grad': (
@@ -76,6 +81,11 @@ CONDITIONAL_KEYS = {
     'bandwidth_grad': (
         lambda c: f'maxent=True and bandwidth=0 (maxent is {c.get("maxent")!r}, bandwidth {c.get("bandwidth")!r})',
         lambda c: bool(c.get('maxent')) and not c.get('bandwidth'),
+    ),
+    # RLPD: critic-only steps exist only with several gradient steps per environment step.
+    'utd_actor_once': (
+        lambda c: f'utd_ratio > 1 (utd_ratio is {c.get("utd_ratio")!r})',
+        lambda c: c.get('utd_ratio', 1) > 1,
     ),
     'normalize_r_scale': (
         lambda c: f'normalize_r=True (normalize_r is {c.get("normalize_r")!r})',

@@ -382,6 +382,7 @@ FAV_METHODS = {
     'ifql': 'IFQL',
     'fawac': 'FAWAC',
     'dsrl': 'DSRL',
+    'rlpd': 'RLPD',
 }
 QAM_METHODS = {
     'rebrac': 'ReBRAC',

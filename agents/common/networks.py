@@ -94,10 +94,12 @@ class VectorField(nn.Module):
 
 
 class GaussianActor(nn.Module):
-    """Diagonal Gaussian policy with a state-independent (or constant, std = 1) standard deviation, as the `Actor` of
-    the FQL code base (utils/networks.py): GELU MLP with an activated last hidden layer, a mean layer initialized at
-    variance scale `final_fc_init_scale` (1e-2 there), log std clipped to [-5, 2]. `tanh_mean` squashes the mean
-    (ReBRAC's tanh-transformed actor, whose mode is tanh(mean)); the FQL code base's IQL actor is not squashed."""
+    """Diagonal Gaussian policy with a constant (std = 1), state-independent or state-dependent standard deviation, as
+    the `Actor` of the FQL code base (utils/networks.py): GELU (or `activation`) MLP with an activated last hidden
+    layer, a mean layer (and, with `state_dependent_std`, a log-std layer) initialized at variance scale
+    `final_fc_init_scale` (1e-2 there), log std clipped to [`log_std_min`, 2] (-5 there). `tanh_mean` squashes the
+    mean (ReBRAC's tanh-transformed actor, whose mode is tanh(mean)); the FQL code base's IQL actor is not squashed,
+    and its SAC squashes the sample instead (tanh_gaussian)."""
 
     hidden_dims: Sequence[int]
     action_dim: int
@@ -105,25 +107,56 @@ class GaussianActor(nn.Module):
     const_std: bool = True
     tanh_mean: bool = True
     final_fc_init_scale: float = 1e-2
+    state_dependent_std: bool = False
+    log_std_min: float = -5.0
+    activation: str = 'gelu'
 
     @nn.compact
     def __call__(self, observations):
-        h = MLP(self.hidden_dims, activate_final=True, layer_norm=self.layer_norm)(observations)
-        mean_init = nn.initializers.variance_scaling(self.final_fc_init_scale, 'fan_avg', 'uniform')
-        means = nn.Dense(self.action_dim, kernel_init=mean_init)(h)
+        h = MLP(self.hidden_dims, activate_final=True, layer_norm=self.layer_norm, activation=self.activation)(
+            observations
+        )
+        fc_init = nn.initializers.variance_scaling(self.final_fc_init_scale, 'fan_avg', 'uniform')
+        means = nn.Dense(self.action_dim, kernel_init=fc_init)(h)
         if self.tanh_mean:
             means = jnp.tanh(means)
-        if self.const_std:
+        if self.state_dependent_std:
+            log_stds = nn.Dense(self.action_dim, kernel_init=fc_init)(h)
+        elif self.const_std:
             log_stds = jnp.zeros_like(means)
         else:
             log_stds = jnp.broadcast_to(self.param('log_stds', nn.initializers.zeros, (self.action_dim,)), means.shape)
-        return means, jnp.clip(log_stds, -5.0, 2.0)
+        return means, jnp.clip(log_stds, self.log_std_min, 2.0)
+
+
+class LogScalar(nn.Module):
+    """A trainable scalar kept as its log, initialized at log(`init_value`) (a SAC entropy temperature; the released
+    LogParam)."""
+
+    init_value: float = 1.0
+
+    @nn.compact
+    def __call__(self):
+        return self.param('log_value', lambda _: jnp.full((), jnp.log(self.init_value), jnp.float32))
 
 
 def gaussian_log_prob(means, log_stds, actions):
     """log N(actions; means, diag(exp(log_stds)^2)), summed over the action dimension."""
     z = (actions - means) * jnp.exp(-log_stds)
     return jnp.sum(-0.5 * z**2 - log_stds - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+def tanh_log_det(x):
+    """sum_i log(1 - tanh(x_i)^2) = sum_i 2 (log 2 - x_i - softplus(-2 x_i)), the stable form of distrax / TFP's Tanh
+    bijector (its forward log-det-Jacobian)."""
+    return jnp.sum(2.0 * (jnp.log(2.0) - x - jax.nn.softplus(-2.0 * x)), axis=-1)
+
+
+def tanh_gaussian(means, log_stds, rng):
+    """A sample a = tanh(x), x ~ N(means, exp(log_stds)^2), and log pi(a) = log N(x) - sum log(1 - tanh(x)^2),
+    computed from x (a distrax / TFP tanh-transformed Gaussian's sample_and_log_prob)."""
+    x = means + jnp.exp(log_stds) * jax.random.normal(rng, means.shape, means.dtype)
+    return jnp.tanh(x), gaussian_log_prob(means, log_stds, x) - tanh_log_det(x)
 
 
 def euler_flow(field_fn, noises, flow_steps: int):

@@ -8,14 +8,19 @@ An agent module supplies only (see agents/__init__.py for the full protocol):
 and optionally constants(config, dataset) (non-trainable arrays computed once, e.g. FAV-Adaptive's bandwidth),
 target_update_weight(config, step) (e.g. ReBRAC's actor delay) and actor_step(config, step) -> bool: the steps that
 update the actor; on the others the trainer calls loss(..., actor=False), which leaves the actor out (compiled as a
-lax.cond, so those steps skip the actor's forward and backward passes), and acting_params(config, params,
-target_params) -> params: the parameters the agent acts with in evaluation and online (default: the current ones;
-DSRL and CGQL act through the Polyak target of their flow, as released).
+lax.cond, so those steps skip the actor's forward and backward passes; a hook that returns a Python bool, the same
+on every step, compiles no branch), frozen_on_critic_steps(config) -> tuple of network names: when non-empty, every
+network gets its own Adam state (its own step count, as separately built optimizers), and the critic-only steps leave
+the named networks' parameters and Adam states as they are (RLPD's code: separate actor and temperature optimizers that
+step once per utd_ratio critic steps). Without it, one Adam covers every network and a critic-only step still applies
+Adam's momentum to the actor (the released ReBRAC codes, whose actor loss is simply left out on those steps). And
+acting_params(config, params, target_params) -> params: the parameters the agent acts with in evaluation and online
+(default: the current ones; DSRL and CGQL act through the Polyak target of their flow, as released).
 
 Gradient rule (written once, here): `loss` receives `params`, the parameters being differentiated, and `state`, the
 train state before the update. Anything computed from `params` gets gradients; anything computed from
 `state.params` (current values, no gradient) or `state.target_params` does not. All networks share one Adam
-optimizer over the whole parameter dict.
+optimizer over the whole parameter dict (one Adam state per network under frozen_on_critic_steps).
 
 The train state is a pytree and every function here is pure, so `--num_seeds=N` vmaps them over seed-indexed states.
 """
@@ -68,6 +73,8 @@ class Learner:
             self.modules[name] = module
             self.example_inputs[name] = shapes
         self.targets = tuple(agent.target_networks(config))
+        # Networks left untouched by critic-only steps; non-empty: one Adam state per network (module docstring).
+        self.frozen = tuple(agent.frozen_on_critic_steps(config)) if hasattr(agent, 'frozen_on_critic_steps') else ()
         tx = [optax.adam(learning_rate=config.lr)]
         if config.get('grad_clip_value', 0.0):
             tx.insert(0, optax.clip(config.grad_clip_value))  # element-wise clipping (QAM)
@@ -91,15 +98,17 @@ class Learner:
             args = [jnp.zeros((1, *s), jnp.float32) for s in self.example_inputs[name]]
             params[name] = module.init(key, *args)['params']
         target_params = {name: params[name] for name in self.targets}
-        return TrainState(params, target_params, self.tx.init(params), rng, jnp.zeros((), jnp.int32))
+        opt_state = {name: self.tx.init(p) for name, p in params.items()} if self.frozen else self.tx.init(params)
+        return TrainState(params, target_params, opt_state, rng, jnp.zeros((), jnp.int32))
 
     # ---- one gradient step ------------------------------------------------------------------------------------
     def update(self, state: TrainState, batch: dict, step: jax.Array | None = None) -> tuple[TrainState, dict]:
         """One gradient step. `step` = state.step, passed unbatched where seeds are vmapped so that an agent's
         `actor_step` stays a real branch (lax.cond) instead of computing both sides."""
         step = state.step if step is None else step
-        if not hasattr(self.agent, 'actor_step'):
-            return self._step(state, batch, step, {})
+        pred = self.agent.actor_step(self.config, step) if hasattr(self.agent, 'actor_step') else True
+        if isinstance(pred, bool):  # the same on every step (no hook, or one this config turns off): no branch
+            return self._step(state, batch, step, {}, None if pred else False)
         # Steps without an actor update compile the critic-only loss (loss(..., actor=False)): the actor's forward and
         # backward passes are skipped, not masked (its gradient is zero either way). Each branch is a whole step
         # (gradients, Adam, targets). Metrics only actor steps compute come back in info['_actor'], zeros on the
@@ -122,8 +131,16 @@ class Learner:
             return self.agent.loss(self, params, state, batch, loss_rng, **kw)
 
         (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        if self.frozen:  # one Adam per network; a critic-only step moves neither the frozen networks nor their Adam
+            keep = self.frozen if actor is False else ()
+            params, opt_state = dict(state.params), dict(state.opt_state)
+            for name, p in state.params.items():
+                if name not in keep:
+                    updates, opt_state[name] = self.tx.update(grads[name], state.opt_state[name], p)
+                    params[name] = optax.apply_updates(p, updates)
+        else:
+            updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         rate = self.config.tau
         if hasattr(self.agent, 'target_update_weight'):
             rate = rate * self.agent.target_update_weight(self.config, step)
@@ -177,11 +194,17 @@ class Learner:
         info['finite'] = finite.astype(jnp.float32)
         return state, info
 
+    @property
+    def utd_ratio(self) -> int:
+        """Gradient steps per environment step online (`utd_ratio`, default 1)."""
+        return int(self.config.get('utd_ratio', 1))
+
     @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
     def add_and_train(self, state: TrainState, buffer: dict, transition: dict):
-        """Online: write one transition into the buffer, then take one gradient step (fused in one call)."""
+        """Online: write one transition into the buffer, then take `utd_ratio` gradient steps on fresh batches (fused
+        in one call; the metrics are their mean, as the released QAM main.py's batch_update)."""
         buffer = buffer_lib.add_transition(buffer, transition)
-        state, info = self._scan(state, buffer, 1)
+        state, info = self._scan(state, buffer, self.utd_ratio)
         return state, buffer, info
 
     # ---- several seeds in one program (--num_seeds): vmap over seed-indexed states, data shared --------------------
@@ -200,7 +223,7 @@ class Learner:
 
         def one(state, buffer, transition):
             buffer = buffer_lib.add_transition(buffer, transition)
-            state, info = self._scan(state, buffer, 1, step0)
+            state, info = self._scan(state, buffer, self.utd_ratio, step0)
             return state, buffer, info
 
         return jax.vmap(one)(states, buffers, transitions)
