@@ -41,7 +41,12 @@ flags.DEFINE_integer(
 flags.DEFINE_integer('log_interval', 5_000, 'Write a train.csv row every this many gradient steps.')
 flags.DEFINE_integer('save_interval', 100_000, 'Checkpoint every this many gradient steps (and at phase ends).')
 flags.DEFINE_integer('updates_per_call', 20, 'Offline gradient steps fused into one jitted call (lax.scan).')
-flags.DEFINE_integer('buffer_size', 2_000_000, 'Online replay buffer capacity (pre-filled with the offline data).')
+flags.DEFINE_integer(
+    'buffer_size',
+    2_000_000,
+    'Online replay buffer rows (pre-filled with the offline data: max(buffer_size, offline + 1) rows; with'
+    ' --agent.mix_offline > 0, offline + buffer_size rows, the offline ones kept).',
+)
 flags.DEFINE_string('save_dir', 'runs', 'Parent directory of run directories.')
 flags.DEFINE_string('run_name', None, 'Run directory name (default: {agent}_{env_name}_seed{seed}).')
 flags.DEFINE_string('dataset_dir', None, 'OGBench dataset directory (default ~/.ogbench/data).')

@@ -531,9 +531,18 @@ def restore_buffer(buffer: dict, rows: dict) -> dict:
     )
 
 
+def online_capacity(num_offline: int, buffer_size: int, mixing: bool) -> int:
+    """Rows of the online buffer, as the FQL code's main.py sizes it: the offline data plus room for online rows.
+    Plain fine-tuning: max(buffer_size, offline + 1) rows (create_from_initial_dataset), the oldest rows overwritten
+    first. Mixed offline / online batches (mix_offline > 0; its balanced_sampling keeps a separate online buffer of
+    buffer_size rows): offline + buffer_size rows, the offline ones never overwritten."""
+    return num_offline + buffer_size if mixing else max(buffer_size, num_offline + 1)
+
+
 def make_online_buffer(task, flags, config, n_seeds: int = 1):
+    n, mixing = len(task.train_dataset['observations']), config.get('mix_offline', 0.0) > 0
     buf = buffer_lib.make_buffer(
-        task.train_dataset, capacity=flags.buffer_size, keep_offline=config.get('mix_offline', 0.0) > 0
+        task.train_dataset, capacity=online_capacity(n, flags.buffer_size, mixing), keep_offline=mixing
     )
     if n_seeds > 1:
         buf = jax.tree_util.tree_map(lambda x: jnp.stack([x] * n_seeds), buf)

@@ -66,6 +66,29 @@ def test_buffer_add_wraps_and_mixing():
     assert float(buf2['data']['rewards'][0]) == 7 and int(buf2['size']) == 10
 
 
+def test_online_buffer_has_room_beside_a_dataset_larger_than_buffer_size():
+    """The FQL code's sizes: plain fine-tuning max(buffer_size, offline + 1) rows; mixed batches keep every offline
+    row and give the online rows buffer_size rows of their own, so the online half of a batch is the online data even
+    when the dataset is larger than --buffer_size."""
+    import types
+
+    from runner.loop import make_online_buffer, online_capacity
+
+    assert online_capacity(10, 4, mixing=False) == 11 and online_capacity(10, 40, mixing=False) == 40
+    assert online_capacity(10, 4, mixing=True) == 14
+    ds = _dataset(n=10)
+    ds['rewards'] = np.zeros(10, np.float32)
+    task = types.SimpleNamespace(train_dataset=ds)
+    buf = make_online_buffer(task, types.SimpleNamespace(buffer_size=4), {'mix_offline': 0.5})
+    buf = buffer_lib.add_transition(buf, {k: np.ones_like(v[0]) for k, v in ds.items()})
+    np.testing.assert_array_equal(np.asarray(buf['data']['rewards'])[:10], 0)  # no offline row overwritten
+    rr = np.asarray(buffer_lib.sample(buf, jax.random.PRNGKey(0), 100, mix_offline=0.5)['rewards'])
+    assert np.all(rr[:50] == 0) and np.all(rr[50:] == 1)  # the online half is the one online transition
+    plain = make_online_buffer(task, types.SimpleNamespace(buffer_size=4), {})
+    plain = buffer_lib.add_transition(plain, {k: np.ones_like(v[0]) for k, v in ds.items()})
+    assert buffer_lib.capacity(plain) == 11 and float(plain['data']['rewards'][10]) == 1  # written after the data
+
+
 def test_aggregate_q_and_gaussian_log_prob():
     qs = np.random.default_rng(0).normal(size=(4, 7))
     np.testing.assert_allclose(aggregate_q(jnp.asarray(qs), 'mean'), qs.mean(0), rtol=1e-6)
