@@ -21,7 +21,13 @@ import re
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import GaussianActor, VectorField, euler_flow, flow_matching_loss, gaussian_log_prob
+from agents.common.networks import (
+    GaussianActor,
+    flow_field,
+    flow_matching_loss,
+    flow_sample,
+    gaussian_log_prob,
+)
 from agents.common.rl import apply_valid, require_positive
 from configs.common import base_config
 from configs.presets import PresetError, read_table
@@ -49,12 +55,7 @@ def validate(config):
 
 def networks(config, obs_dim, action_dim):
     if config.policy == 'flow':
-        return {
-            'bc_flow': (
-                VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-                ((obs_dim,), (action_dim,), (1,)),
-            )
-        }
+        return {'bc_flow': flow_field(config, obs_dim, action_dim)}
     actor = GaussianActor(
         config.actor_hidden_dims,
         action_dim,
@@ -91,8 +92,7 @@ def loss(learner, params, state, batch, rng):
 def sample_actions(learner, params, observations, rng, temperature=1.0):
     if learner.config.policy == 'flow':
         noises = jax.random.normal(rng, (*observations.shape[:-1], learner.action_dim))
-        field = lambda x, t: learner.apply('bc_flow', params, observations, x, t)  # noqa: E731
-        return euler_flow(field, noises, learner.config.flow_steps)
+        return flow_sample(learner, 'bc_flow', params, observations, noises)
     means, log_stds = learner.apply('actor', params, observations)
     noise = jax.random.normal(rng, means.shape) * jnp.exp(log_stds) * temperature
     return jnp.clip(means + noise, -1, 1)

@@ -34,7 +34,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import VectorField, flow_matching_loss
+from agents.common.networks import flow_field, flow_matching_loss
 from agents.common.rl import apply_valid, critic_networks, critic_td_loss
 from configs.common import base_config
 from configs.presets import qam_protocol, qam_reproduce
@@ -90,10 +90,7 @@ def networks(config, obs_dim, action_dim):
     return {
         # Q_k(s, a, u): the shared critic ensemble with the time u appended to the action ([s; a; u], as released).
         **critic_networks(config, obs_dim, action_dim + 1),
-        'actor': (
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'actor': flow_field(config, obs_dim, action_dim),
     }
 
 

@@ -33,7 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import MLP, VectorField, default_init, flow_matching_loss
+from agents.common.networks import MLP, default_init, flow_field, flow_matching_loss
 from agents.common.rl import critic_networks, critic_td_loss, require_positive
 from agents.fql import flow_actions
 from agents.qam import LogScalar, tanh_gaussian
@@ -88,10 +88,7 @@ def networks(config, obs_dim, action_dim):
     return {
         'critic': critic,  # Q(s, a)
         'z_critic': critic,  # Q_z(s, z): the same architecture on the noise (separate parameters)
-        'bc_flow': (
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'bc_flow': flow_field(config, obs_dim, action_dim),
         'noise_policy': (NoisePolicy(config.actor_hidden_dims, action_dim), ((obs_dim,),)),
         'log_alpha': (LogScalar(), ()),
     }

@@ -27,7 +27,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import Value, VectorField, euler_flow, flow_matching_loss
+from agents.common.networks import Value, flow_field, flow_matching_loss, flow_sample
 from agents.common.rl import aggregate_q, apply_valid, critic_networks, critic_td_loss, td_discount
 from configs.common import base_config
 from configs.presets import fav_table6, qam_protocol, qam_reproduce, qam_rho, with_discount
@@ -65,10 +65,7 @@ def networks(config, obs_dim, action_dim):
     return {
         **critic_networks(config, obs_dim, action_dim),
         'value': (Value(config.value_hidden_dims, config.layer_norm), ((obs_dim,),)),
-        'actor': (
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'actor': flow_field(config, obs_dim, action_dim),
     }
 
 
@@ -78,9 +75,7 @@ def target_networks(config):
 
 def flow_actions(learner, params, observations, noises):
     """Euler integration of the policy flow from `noises`, clipped (released compute_flow_actions)."""
-    return euler_flow(
-        lambda x, t: learner.apply('actor', params, observations, x, t), noises, learner.config.flow_steps
-    )
+    return flow_sample(learner, 'actor', params, observations, noises)
 
 
 def sample_actions(learner, params, observations, rng, temperature=1.0):

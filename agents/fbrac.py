@@ -23,7 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import VectorField, euler_flow, flow_matching_loss
+from agents.common.networks import flow_field, flow_matching_loss, flow_sample
 from agents.common.rl import critic_networks, critic_td_loss
 from configs.common import base_config
 from configs.presets import qam_protocol, qam_reproduce
@@ -56,10 +56,7 @@ def validate(config):
 def networks(config, obs_dim, action_dim):
     return {
         **critic_networks(config, obs_dim, action_dim),
-        'actor': (
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'actor': flow_field(config, obs_dim, action_dim),
     }
 
 
@@ -70,9 +67,7 @@ def target_networks(config):
 def flow_actions(learner, params, observations, noises):
     """Euler integration of the policy flow from `noises`, clipped (released compute_flow_actions); differentiable in
     `params` (the actor loss backpropagates through it)."""
-    return euler_flow(
-        lambda x, t: learner.apply('actor', params, observations, x, t), noises, learner.config.flow_steps
-    )
+    return flow_sample(learner, 'actor', params, observations, noises)
 
 
 def sample_actions(learner, params, observations, rng, temperature=1.0):

@@ -24,7 +24,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import VectorField, flow_matching_loss
+from agents.common.networks import flow_field, flow_matching_loss
 from agents.common.rl import critic_networks, critic_td_loss, require_positive
 from agents.fql import flow_actions
 from agents.qam import EditPolicy, LogScalar, edit_actions
@@ -58,10 +58,7 @@ def validate(config):
 def networks(config, obs_dim, action_dim):
     return {
         **critic_networks(config, obs_dim, action_dim),
-        'bc_flow': (
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'bc_flow': flow_field(config, obs_dim, action_dim),
         'edit': (EditPolicy(config.actor_hidden_dims, action_dim), ((obs_dim,), (action_dim,))),
         'edit_log_alpha': (LogScalar(), ()),
     }

@@ -4,7 +4,7 @@ noise-conditioned policy trained with -Q + alpha * distillation toward the BC fl
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import VectorField, euler_flow, flow_matching_loss
+from agents.common.networks import VectorField, flow_field, flow_matching_loss, flow_sample
 from agents.common.rl import critic_networks, critic_td_loss, normalized_q_loss, require_positive
 from configs.common import base_config
 from configs.presets import MIN_Q_AGG_TASKS, fav_table6, qam_protocol, qam_table4, with_discount
@@ -32,10 +32,7 @@ def validate(config):
 def networks(config, obs_dim, action_dim):
     return {
         **critic_networks(config, obs_dim, action_dim),
-        'bc_flow': (
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'bc_flow': flow_field(config, obs_dim, action_dim),
         'onestep': (
             VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
             ((obs_dim,), (action_dim,)),
@@ -49,9 +46,7 @@ def target_networks(config):
 
 def flow_actions(learner, params, observations, noises):
     """BC flow actions from noise (Euler integration of the velocity field)."""
-    return euler_flow(
-        lambda x, t: learner.apply('bc_flow', params, observations, x, t), noises, learner.config.flow_steps
-    )
+    return flow_sample(learner, 'bc_flow', params, observations, noises)
 
 
 def loss(learner, params, state, batch, rng):

@@ -24,7 +24,7 @@ differs in switches that `--preset=qam` sets (with QAM's protocol: K = 10 heads,
 import jax
 import jax.numpy as jnp
 
-from agents.common.networks import Value, VectorField, euler_flow, flow_matching_loss
+from agents.common.networks import Value, flow_field, flow_matching_loss, flow_sample
 from agents.common.rl import aggregate_q, apply_valid, critic_networks, require_positive, td_discount
 from agents.iql import expectile_loss
 from configs.common import base_config
@@ -66,10 +66,7 @@ def networks(config, obs_dim, action_dim):
     return {
         **critic_networks(config, obs_dim, action_dim),
         'value': (Value(config.value_hidden_dims, config.layer_norm), ((obs_dim,),)),
-        'bc_flow': (  # the released `actor_flow`
-            VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm),
-            ((obs_dim,), (action_dim,), (1,)),
-        ),
+        'bc_flow': flow_field(config, obs_dim, action_dim),
     }
 
 
@@ -119,8 +116,7 @@ def flow_samples(learner, params, observations, rng):
     n = learner.config.num_samples
     obs = jnp.broadcast_to(observations[..., None, :], (*observations.shape[:-1], n, observations.shape[-1]))
     noises = jax.random.normal(rng, (*obs.shape[:-1], learner.action_dim))
-    field = lambda x, t: learner.apply('bc_flow', params, obs, x, t)  # noqa: E731
-    return obs, euler_flow(field, noises, learner.config.flow_steps)
+    return obs, flow_sample(learner, 'bc_flow', params, obs, noises)
 
 
 def sample_actions(learner, params, observations, rng, temperature=1.0):

@@ -170,6 +170,17 @@ def euler_flow(field_fn, noises, flow_steps: int):
     return jnp.clip(jax.lax.fori_loop(0, flow_steps, body, noises), -1.0, 1.0)
 
 
+def flow_field(config, obs_dim: int, action_dim: int):
+    """networks() entry of a flow policy v(s, x, t) of the actor's size: (module, example input shapes)."""
+    return VectorField(config.actor_hidden_dims, action_dim, config.actor_layer_norm), ((obs_dim,), (action_dim,), (1,))
+
+
+def flow_sample(learner, name: str, params, observations, noises):
+    """`flow_steps` Euler steps of the flow network `name` from `noises`, clipped (euler_flow)."""
+    field = lambda x, t: learner.apply(name, params, observations, x, t)  # noqa: E731
+    return euler_flow(field, noises, learner.config.flow_steps)
+
+
 def flow_matching_loss(field_fn, actions, rng, valid=None):
     """Conditional flow matching with the linear path x_t = (1 - t) x0 + t x1, x0 ~ N(0, I) (FQL Eq. (1),
     QAM Eq. (17)). `field_fn(x_t, t)`; returns the mean squared velocity error (samples with valid = 0 count as zero,
