@@ -120,7 +120,7 @@ def test_unknown_config_key_suggests_closest(tmp_path):
         ('--agent.alpha=-1', 'alpha must be positive'),
         ('--agent.discount=1.5', 'discount must be in'),
         ('--agent.batch_size=600000', 'larger than the dataset'),
-        ('--agent.rho=0.3', "--agent.rho has no effect unless q_agg (or grad_q_agg) = 'pessimistic'"),
+        ('--agent.rho=0.3', "--agent.rho has no effect unless q_agg (or grad_q_agg / actor_q_agg) = 'pessimistic'"),
         ('--agent.horizon_length=0', 'horizon_length (action chunk size) must be an integer >= 1'),
         ('--agent.horizon_length=5', 'toy-8gaussians has one-step episodes'),
     ],
