@@ -247,7 +247,9 @@ def report(a, cells) -> str:
         f'Made by `{cmd}`. {a.steps} offline gradient steps, networks {tuple(a.hidden)}, batch {a.batch_size}, '
         f'{a.seeds} seeds (vmapped); one evaluation at the end on {tilt.NUM_EVAL:,} policy samples (contextual tasks: '
         f'{tilt.NUM_EVAL_STATES} held-out states). Cells: mean over seeds [95% bootstrap interval]. TV: total '
-        'variation between region occupancies (lower is better); ED: energy distance to exact target samples. '
+        'variation between region occupancies (lower is better); ED: energy distance to exact target samples; '
+        'off-support: the share of policy samples where the behavior density is below its own 0.1% quantile (the '
+        "exact target's share in its row). "
         '`oracle`: the critic is the true reward (extraction error alone); `learned`: the agent trains its own '
         'critic on the data.',
         '',
@@ -272,7 +274,7 @@ def report(a, cells) -> str:
                 continue
             lines += [f'**{mode} critic**', '']
             lines.append(
-                '| agent | ' + ' | '.join(f'TV, beta={b:g}' for b in a.betas) + ' | ED, beta=1 | off-support |'
+                '| agent | ' + ' | '.join(f'TV, beta={b:g}' for b in a.betas) + ' | ED, beta=1 | off-support, beta=1 |'
             )
             lines.append('|---|' + '---|' * (len(a.betas) + 2))
             for row in rows:
@@ -281,7 +283,9 @@ def report(a, cells) -> str:
                 ]
                 c1 = cells.get((mode, task, row, 1.0))
                 ed = _fmt(c1['ed']) if c1 else '-'
-                off = f'{np.mean(next(cells[k] for k in cells if k[:3] == (mode, task, row))["off"]):.3f}'
+                # off-support of the run at beta = 1 (an agent without a temperature has one run for every beta)
+                c_off = c1 or next(cells[k] for k in cells if k[:3] == (mode, task, row))
+                off = f'{np.mean(c_off["off"]):.3f}'
                 lines.append(f'| {row} | ' + ' | '.join(tvs) + f' | {ed} | {off} |')
             # references: behavior samples and the exact target
             beh = tilt._base(spec.family, spec.dim).sample(tilt.NUM_EVAL, np.random.default_rng(5))
