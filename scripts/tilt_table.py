@@ -124,11 +124,13 @@ def collect(a) -> dict:
     the agent, or agent@key=value for a knob."""
     from scripts.sweep import expand
 
-    out = {}
+    out, a.missing, a.expected = {}, [], 0
     for sub in sweep_spec(a):
         for run in expand([sub], a.save_dir):
+            a.expected += 1
             fin = _final(run.path)
             if fin is None:
+                a.missing.append(os.path.basename(run.path))
                 continue
             spec = tilt.parse_name(run.env)
             mode = 'oracle' if spec.oracle else 'learned'
@@ -253,6 +255,16 @@ def report(a, cells) -> str:
         '`oracle`: the critic is the true reward (extraction error alone); `learned`: the agent trains its own '
         'critic on the data.',
         '',
+    ]
+    if a.missing:  # say so, and what is missing: rerunning the command finishes them (the sweep resumes)
+        lines += [
+            f'**PARTIAL: {a.expected - len(a.missing)} of {a.expected} runs finished** (the grid was stopped; '
+            'rerunning the command above runs only the missing ones). Missing cells are `-`; missing runs: '
+            + ', '.join(f'`{m}`' for m in a.missing if m.endswith('seed0'))
+            + ' (and their other seeds).',
+            '',
+        ]
+    lines += [
         '**How temperatures map to beta.** '
         + '; '.join(f'`{k}`: `{v[0]}` = beta ({v[1]})' for k, v in TEMPERATURE.items() if k in a.agents)
         + '. Agents without an exact temperature are trained once per task and compared to the target at every '

@@ -230,6 +230,17 @@ def test_tilt_table_runs_a_tiny_grid_and_writes_its_tables_and_figures(tmp_path)
     tv = np.mean([f['last_eval']['tv_distance'] for f in finals])
     row = next(line for line in text.splitlines() if line.startswith('| fav |'))
     assert row.startswith(f'| fav | {tv:.3f} [')
-    assert '`fav`: `beta` = beta' in text and '| behavior data |' in text
+    assert '`fav`: `beta` = beta' in text and '| behavior data |' in text and 'PARTIAL' not in text
     for png in ('tilt-8gaussians-d2_oracle_tv.png', 'tilt-8gaussians-d2_oracle_samples_b3.png'):
         assert (tmp_path / 'report_figures' / png).stat().st_size > 1000 and png in text
+
+
+def test_tilt_table_report_says_when_runs_are_missing(tmp_path):
+    from scripts import tilt_table
+
+    a = _table_args(agents=['iql'], modes=['oracle'], betas=[1.0], save_dir=str(tmp_path / 'runs'))
+    a.out = str(tmp_path / 'report')
+    cells = tilt_table.collect(a)  # nothing has run
+    assert cells == {} and a.expected == 2 and len(a.missing) == 2  # 2 seeds of one run
+    text = tilt_table.report(a, cells)
+    assert '**PARTIAL: 0 of 2 runs finished**' in text and '`iql_tilt-ring-d2-b1-oracle_seed0`' in text
