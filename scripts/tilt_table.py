@@ -45,7 +45,7 @@ TEMPERATURE = {
 KNOBS = {
     'fql': ('alpha', [1.0, 100.0]),  # distillation weight (default 10)
     'rebrac': ('alpha_actor', [0.01, 1.0]),  # actor BC weight (default 0 = TD3; FAV Table 6: 0.003-1)
-    'vgf': ('train_vgf_steps', [1, 10]),  # transport budget L_train (default 3)
+    'vgf': ('train_vgf_steps', [3, 10]),  # transport budget L_train (default 1)
     'ifql': ('num_samples', [4, 128]),  # best-of-N (default 32)
     'fbrac': ('alpha', [10.0, 1000.0]),  # Q weight 1 / alpha (default 100)
 }
