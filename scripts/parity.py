@@ -21,10 +21,11 @@ without an evaluation of wall time / steps (the released code's own time/epoch_t
 column divided by the number of seeds trained in the process).
 
 Released repositories (`--released_repo`, or inferred from the checkout's files; REPOS below):
-  fql  seohongpark/fql: fql, iql, rebrac (AGENT_MAP).
+  fql  seohongpark/fql: fql, iql, rebrac (AGENT_MAP), ifql (agents/ifql.py, every key placed as below).
   qam  ColinQiyangLi/qam: qam, qam_fql, qam_edit, qam_fav = its agents/qam.py (fql_alpha / edit_scale), qam with
-       bam=True = its agents/bam.py; the non-chunked setting (--horizon_length=1, agent.action_chunking=False), no
-       online phase (its main.py defaults to 500K online steps); logs offline_agent.csv / eval.csv, no time column.
+       bam=True = its agents/bam.py, fawac = its agents/fawac.py; the non-chunked setting (--horizon_length=1,
+       agent.action_chunking=False), no online phase (its main.py defaults to 500K online steps); logs
+       offline_agent.csv / eval.csv, no time column.
   fav  Jaewoopudding/FAV, main.py in fav-offrl/: fav, fav_adaptive (bandwidth_method fixed / scott).
   vgf  ryanxhr/vgf: vgf; --env_name=ogbench:<name>; its evaluation logs every L_test in (0, 1, 2, 3): tiltbench's
        primary score is compared with evaluation_{L}/success at its L, and each other L_test column ('L2/score')
@@ -425,6 +426,73 @@ _VGF = Mapping(
 )
 
 
+# seohongpark/fql @ 719d044, agents/ifql.py (the file tiltbench's ifql defaults reproduce). Line numbers of that file.
+_IFQL_FQL = Mapping(
+    'agents/ifql.py',
+    keys={k: k for k in _COMMON_KEYS + ['expectile', 'num_samples', 'flow_steps']},
+    metrics={
+        'value/value_loss': 'value/loss',  # expectile regression onto min(q1, q2) of the target critic (l.31-43)
+        'value/v_mean': 'value/v_mean',
+        'value/v_max': 'value/v_max',
+        'value/v_min': 'value/v_min',
+        'critic/critic_loss': 'critic/loss',  # ((q1 - y)^2 + (q2 - y)^2).mean() (l.51)
+        'critic/q_mean': 'critic/target_mean',  # the released q_mean / q_max / q_min are of the TD target y (l.55-57)
+        'critic/q_max': 'critic/target_max',
+        'critic/q_min': 'critic/target_min',
+        'actor/actor_loss': 'actor/loss',  # BC flow matching (l.60-77)
+    },
+    allowed={
+        'q_agg': (('min',), 'its value target is min(q1, q2) of the target critic (value_loss, l.33-34)'),
+        'critic_head_reduction': (('sum',), 'its critic loss is ((q1 - y)^2 + (q2 - y)^2).mean() (critic_loss, l.51)'),
+        'num_critics': ((2,), 'its critic has two heads, q1 and q2 (create, l.194-199)'),
+        'grad_clip_norm': ((0.0,), 'its optimizer is optax.adam without clipping (create, l.220)'),
+        'grad_clip_value': ((0.0,), 'its optimizer is optax.adam without clipping (create, l.220)'),
+        'target_from_old_params': _OLD_PARAMS,
+        'horizon_length': _NO_CHUNKS,
+    },
+    unused={
+        **_UNUSED,
+        'rho': "acts only with q_agg='pessimistic', which the released file cannot express",
+        'mask_value_loss': 'acts only with action chunks (horizon_length > 1), which the harness does not compare',
+    },
+)
+
+# ColinQiyangLi/qam @ f93efd2, agents/fawac.py. Line numbers of that file.
+_FAWAC_QAM = Mapping(
+    'agents/fawac.py',
+    keys={
+        'lr': 'lr',
+        **{k: k for k in _NET_KEYS},
+        'layer_norm': 'value_layer_norm',  # the critic's and V's LayerNorm (create, l.172-180)
+        'num_critics': 'num_qs',
+        'rho': 'rho',  # target mean - rho * std (critic_loss, l.29)
+        'flow_steps': 'flow_steps',
+        'inv_temp': 'inv_temp',  # min(exp(inv_temp (mean_k Q - V)), 100) (actor_loss, l.67-70)
+    },
+    metrics={
+        'critic/critic_loss': 'critic/loss',  # mean over heads and batch (l.35)
+        'critic/value_loss': 'value/loss',  # V onto every target head at the data action (l.37-39)
+        'critic/q_mean': 'critic/q_mean',
+        'critic/q_max': 'critic/q_max',
+        'critic/q_min': 'critic/q_min',
+        'actor/actor_loss': 'actor/loss',  # advantage-weighted flow matching (l.73)
+    },
+    fixed=dict(_QAM_FIXED),
+    allowed={
+        'q_agg': (('pessimistic',), 'its critic target is always mean - rho * std over the heads (critic_loss, l.29)'),
+        'value_target': (
+            ('critic',),
+            "its V regresses onto the target critic at the data action (l.37-39); 'td' is the QAM paper's Eq. (76)",
+        ),
+        'grad_clip_norm': ((0.0,), 'its optimizer is optax.adam without clipping (create, l.199)'),
+        'grad_clip_value': ((0.0,), 'its optimizer is optax.adam without clipping (create, l.199)'),
+        'target_from_old_params': _OLD_PARAMS,
+        'horizon_length': _NO_CHUNKS,
+    },
+    unused=dict(_UNUSED),
+)
+
+
 def _vgf_eval_columns(config):
     """tiltbench's primary score (L_test = primary_test_steps) and its other L_test columns ('L2/score'), against the
     released evaluation_{L}/success (main.py l.269-284)."""
@@ -441,7 +509,7 @@ REPOS = {
         'fql',
         'seohongpark/fql',
         ('agents/fql.py',),
-        {a: Mapping(*AGENT_MAP[a], classified=False) for a in AGENT_MAP},
+        {**{a: Mapping(*AGENT_MAP[a], classified=False) for a in AGENT_MAP}, 'ifql': _IFQL_FQL},
         eval_columns=lambda config: {SCORE: 'evaluation/success'},
     ),
     'qam': Repo(
@@ -453,6 +521,7 @@ REPOS = {
             'qam_fql': _qam_mapping('fql'),
             'qam_edit': _qam_mapping('edit'),
             'qam_fav': _qam_mapping('qam'),  # plain QAM with the FAV paper's 2-head critic: the same released file
+            'fawac': _FAWAC_QAM,
         },
         # online_steps defaults to 500000 (main.py l.25); horizon_length to 5 (l.44): 1 = no chunking, the one-step
         # TD target of tiltbench's QAM (main.py l.109, l.223; agents/qam.py l.35-36 with discount ** 1).
@@ -856,7 +925,7 @@ def load_sides(args, agent: str, config=None) -> tuple[list[dict], list[dict]]:
     released = [
         read_released(side_dir(args, 'released', agent, args.seed0 + k), agent, repo, config) for k in range(args.seeds)
     ]
-    metrics = None if repo == 'fql' else released_mapping(repo, agent, config).metrics.values()
+    metrics = released_mapping(repo, agent, config).metrics.values()
     tilt = [read_tiltbench(d, agent, args.seeds, metrics) for d in tiltbench_dirs(args, agent)]
     return [r for r in tilt if r], [r for r in released if r]
 
@@ -959,7 +1028,9 @@ def main(argv=None) -> int:
         + ', '.join(f'{k} = {v.title}' for k, v in REPOS.items())
         + '. auto: from the files of --released (fql without it).',
     )
-    p.add_argument('--agents', default=None, help="Default: the repository's mapped agents (fql: fql,iql,rebrac).")
+    p.add_argument(
+        '--agents', default=None, help="Default: the repository's mapped agents but qam_fav (fql: fql,iql,rebrac,ifql)."
+    )
     p.add_argument('--env_name', default='pointmaze-medium-navigate-singletask-task1-v0')
     p.add_argument('--seeds', type=int, default=4)
     p.add_argument('--seed0', type=int, default=0)

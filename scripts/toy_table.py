@@ -48,6 +48,11 @@ AGENT_ARGS = {
     'cgql': (['--agent.inv_temp=1'], 'guidance inverse temperature 1'),
     'cgql_mse': (['--agent.inv_temp=1'], 'guidance inverse temperature 1'),
     'cgql_linex': (['--agent.inv_temp=1'], 'guidance inverse temperature 1'),
+    'rlpd': (
+        [],
+        'SAC (RLPD recipe) trained offline on the bandit data, no behavior term (its papers run it online); '
+        'tanh of its mean action at evaluation: a point mass',
+    ),
 }
 # Paper-text switches (README's switch table), one extra row each beside the agent's released-code default row:
 # agent -> [(row name, extra flags added to the agent's, what the row is)].
@@ -178,10 +183,10 @@ def main():
         '',
         f'Reduced CPU budget: {a.steps} offline gradient steps, {a.seeds} seed(s) (vmapped in one process), '
         'toy networks (3 x 256), batch 256, evaluation on 10,000 policy samples. Actions are drawn as at '
-        'evaluation (temperature 0: IQL acts with its mean action and ReBRAC is deterministic, so both are '
-        'point masses here; FQL, FAV, QAM and VGF sample their noise). On this one-step bandit the TD target '
-        'never uses the next action (mask 0), so VGF L_train has no effect; the primary VGF row is L_test = '
-        'L_train. Lower TV is better; the target '
+        'evaluation (temperature 0: IQL, Gaussian BC and RLPD act with their mean action and ReBRAC is deterministic, '
+        'so these are point masses here; the flow, particle and noise-space agents sample their noise). On this '
+        'one-step bandit the TD target never uses the next action (mask 0), so VGF L_train has no effect; the '
+        'primary VGF row is L_test = L_train. Lower TV is better; the target '
         f'has mean reward {tgt_reward:.3f}. Made by `python scripts/toy_table.py --agents={a.agents} '
         f'--steps={a.steps} --seeds={a.seeds} --vgf_train_steps={a.vgf_train_steps}'
         f'{"" if a.switches else " --no-switches"}`. Rows without a suffix are the released-code defaults; a '

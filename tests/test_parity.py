@@ -131,6 +131,7 @@ def test_harness_compare_phase_writes_the_table(toy_runs, tmp_path):
 
 # ---- the released QAM, FAV and VGF repositories ----------------------------------------------------------------------
 NEW_AGENTS = [(repo, agent) for repo in ('qam', 'fav', 'vgf') for agent in parity.REPOS[repo].agents]
+NEW_AGENTS += [('fql', agent) for agent in parity.REPOS['fql'].agents if agent not in parity.AGENT_MAP]
 # Names only, read from the released code at the pinned commits (ColinQiyangLi/qam f93efd2, Jaewoopudding/FAV
 # 5fd6c80 fav-offrl/, ryanxhr/vgf 3ec8f9b): the keys of each agent file's get_config() and the flags of each main.py,
 # so that every flag the harness passes is one the released code defines.
@@ -142,6 +143,10 @@ RELEASED_AGENT_KEYS = {
     | {'fql_alpha', 'edit_scale', 'clip_adj', 'clip_grad', 'use_target_grad', 'edit_target_entropy'}
     | {'edit_target_entropy_multiplier'},
     ('qam', 'agents/bam.py'): _QAM_COMMON,
+    ('qam', 'agents/fawac.py'): _QAM_COMMON - {'target_actor', 'residual'},
+    ('fql', 'agents/ifql.py'): {'agent_name', 'action_dim', 'lr', 'batch_size', 'actor_hidden_dims'}
+    | {'value_hidden_dims', 'layer_norm', 'actor_layer_norm', 'discount', 'tau', 'expectile', 'num_samples'}
+    | {'flow_steps', 'encoder'},
     ('fav', 'agents/fav.py'): {'agent_name', 'ob_dims', 'action_dim', 'lr', 'batch_size', 'actor_hidden_dims'}
     | {'value_hidden_dims', 'layer_norm', 'actor_layer_norm', 'discount', 'tau', 'q_agg', 'beta', 'bandwidth'}
     | {'bandwidth_method', 'gen_multiplier', 'encoder'},
@@ -155,6 +160,7 @@ _MAIN_COMMON = {'run_group', 'seed', 'env_name', 'save_dir', 'offline_steps', 'o
 _MAIN_COMMON |= {'log_interval', 'eval_interval', 'save_interval', 'eval_episodes', 'video_episodes'}
 _MAIN_COMMON |= {'video_frame_skip', 'agent'}
 RELEASED_MAIN_FLAGS = {
+    'fql': _MAIN_COMMON | {'restore_path', 'restore_epoch', 'p_aug', 'frame_stack', 'balanced_sampling'},
     'qam': _MAIN_COMMON
     | {'tags', 'start_training', 'utd_ratio', 'dataset_proportion', 'dataset_replace_interval', 'horizon_length'}
     | {'ogbench_dataset_dir', 'sparse', 'auto_cleanup', 'balanced_sampling'},
@@ -259,6 +265,20 @@ def test_new_repo_flag_mapping_passes_tiltbench_values_to_both_sides(repo, agent
             None,
         ),
         (
+            'qam',
+            'fawac',
+            {'inv_temp': 3.0},
+            ['--agent.inv_temp=3.0', '--agent.num_qs=10', '--agent.rho=0.5'],
+            'agents/fawac.py',
+        ),
+        (
+            'fql',
+            'ifql',
+            {'num_samples': 8, 'expectile': 0.7},
+            ['--agent.num_samples=8', '--agent.expectile=0.7'],
+            'agents/ifql.py',
+        ),
+        (
             'vgf',
             'vgf',
             {'alpha': 0.2, 'train_vgf_steps': 3},
@@ -305,6 +325,11 @@ def test_new_repo_switches_reach_the_released_flags(repo, agent, overrides, expe
         ('fav', 'fav', {'use_repulsive': False}, 'always on'),
         ('fav', 'fav', {'q_grad': 'zeroth_order'}, 'jax.grad'),
         ('fav', 'fav', {'zo_num_dirs': 8}, 'zeroth_order'),
+        ('qam', 'fawac', {'value_target': 'td'}, r'Eq\. \(76\)'),
+        ('qam', 'fawac', {'q_agg': 'mean'}, 'mean - rho'),
+        ('fql', 'ifql', {'q_agg': 'pessimistic'}, r'min\(q1, q2\)'),
+        ('fql', 'ifql', {'critic_head_reduction': 'mean'}, r'\(q2 - y\)'),
+        ('fql', 'ifql', {'num_critics': 10}, 'two heads'),
         ('vgf', 'vgf', {'maxent': False}, 'MaxEnt'),
         ('vgf', 'vgf', {'bandwidth': 0.5}, 'median heuristic'),
         ('vgf', 'vgf', {'test_vgf_steps': (0, 5)}, r'\(0, 1, 2, 3\)'),
