@@ -45,7 +45,9 @@ TEMPERATURE = {
 KNOBS = {
     'fql': ('alpha', [1.0, 100.0]),  # distillation weight (default 10)
     'rebrac': ('alpha_actor', [0.01, 1.0]),  # actor BC weight (default 0 = TD3; FAV Table 6: 0.003-1)
-    'vgf': ('train_vgf_steps', [3, 10]),  # transport budget L_train (default 1)
+    # Transport budget at test time, L_test (default: L_test = L_train = 1). On these one-step bandits L_train acts only
+    # through the TD target's next action, which the mask zeroes (and the oracle critic is not trained): not a knob.
+    'vgf': ('test_vgf_steps', [3, 10]),
     'ifql': ('num_samples', [4, 128]),  # best-of-N (default 32)
     'fbrac': ('alpha', [10.0, 1000.0]),  # Q weight 1 / alpha (default 100)
 }
@@ -242,6 +244,7 @@ def report(a, cells) -> str:
         f'--betas={",".join(f"{b:g}" for b in a.betas)} --modes={",".join(a.modes)} --seeds={a.seeds} '
         f'--steps={a.steps} --hidden={",".join(map(str, a.hidden))} --batch_size={a.batch_size}'
         + ('' if a.knobs else ' --no-knobs')
+        + (f' --notes={os.path.relpath(a.notes, ROOT)}' if a.notes else '')
     )
     lines = [
         "# Tilt fidelity: distance of each agent's policy to the exact Q-tilted target pi_beta exp(beta r)",
@@ -332,6 +335,7 @@ def main():
     p.add_argument('--report_only', action='store_true', help='Only write the report from finished runs.')
     p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'tilt'))
     p.add_argument('--out', default=os.path.join(ROOT, 'results', 'tilt_fidelity'))
+    p.add_argument('--notes', default=None, help='A Markdown file appended to the report (findings, written by hand).')
     a = p.parse_args()
     a.agents = [*TEMPERATURE, *KNOBS] if a.agents == 'all' else [x for x in a.agents.split(',') if x]
     a.tasks = list(tilt.BENCHMARK_TASKS) if a.tasks == 'all' else [x for x in a.tasks.split(',') if x]
@@ -355,6 +359,9 @@ def main():
         if rc != 0:
             print(f'[tilt_table] some runs failed (sweep exit {rc}); the report holds the finished ones', flush=True)
     text = report(a, collect(a))
+    if a.notes:
+        with open(a.notes) as f:
+            text += '\n' + f.read()
     with open(a.out + '.md', 'w') as f:
         f.write(text)
     print(text)

@@ -198,6 +198,23 @@ def test_tilt_table_sets_each_temperature_to_beta_and_sweeps_the_knobs_of_the_ot
     assert len(fql) == 2 + len(knobs)
 
 
+def test_tilt_table_knobs_and_temperatures_are_config_keys_that_take_their_values():
+    import agents
+    from scripts import tilt_table
+
+    for agent, (key, _) in tilt_table.TEMPERATURE.items():
+        assert key in agents.get_config(agent), (agent, key)
+    for agent, (key, values) in tilt_table.KNOBS.items():
+        config = agents.get_config(agent)
+        assert key in config, (agent, key)
+        for v in values:
+            with config.unlocked():  # a tuple-typed key (VGF's L_test list) takes one value as a 1-tuple
+                config[key] = (v,) if isinstance(config[key], tuple) else v
+            agents.get_agent(agent).validate(config)
+    # On a one-step bandit VGF's L_train acts only through the TD target's masked next action: its knob is L_test.
+    assert tilt_table.KNOBS['vgf'][0] == 'test_vgf_steps'
+
+
 def test_tilt_table_runs_a_tiny_grid_and_writes_its_tables_and_figures(tmp_path):
     import subprocess
     import sys
