@@ -47,7 +47,7 @@ KNOBS = {
     'rebrac': ('alpha_actor', [0.01, 1.0]),  # actor BC weight (default 0 = TD3; FAV Table 6: 0.003-1)
     # Transport budget at test time, L_test (default: L_test = L_train = 1). On these one-step bandits L_train acts only
     # through the TD target's next action, which the mask zeroes (and the oracle critic is not trained): not a knob.
-    'vgf': ('test_vgf_steps', [3, 10]),
+    'vgf': ('test_vgf_steps', [10]),
     'ifql': ('num_samples', [4, 128]),  # best-of-N (default 32)
     'fbrac': ('alpha', [10.0, 1000.0]),  # Q weight 1 / alpha (default 100)
 }
