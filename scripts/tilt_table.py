@@ -244,7 +244,7 @@ def report(a, cells) -> str:
         f'--betas={",".join(f"{b:g}" for b in a.betas)} --modes={",".join(a.modes)} --seeds={a.seeds} '
         f'--steps={a.steps} --hidden={",".join(map(str, a.hidden))} --batch_size={a.batch_size}'
         + ('' if a.knobs else ' --no-knobs')
-        + (f' --notes={os.path.relpath(a.notes, ROOT)}' if a.notes else '')
+        + (f' --notes={os.path.relpath(a.notes, ROOT)}' if getattr(a, 'notes', None) else '')
     )
     lines = [
         "# Tilt fidelity: distance of each agent's policy to the exact Q-tilted target pi_beta exp(beta r)",
