@@ -460,15 +460,10 @@ _IFQL_FQL = Mapping(
 # ColinQiyangLi/qam @ f93efd2, agents/fawac.py. Line numbers of that file.
 _FAWAC_QAM = Mapping(
     'agents/fawac.py',
-    keys={
-        'lr': 'lr',
-        **{k: k for k in _NET_KEYS},
-        'layer_norm': 'value_layer_norm',  # the critic's and V's LayerNorm (create, l.172-180)
-        'num_critics': 'num_qs',
-        'rho': 'rho',  # target mean - rho * std (critic_loss, l.29)
-        'flow_steps': 'flow_steps',
-        'inv_temp': 'inv_temp',  # min(exp(inv_temp (mean_k Q - V)), 100) (actor_loss, l.67-70)
-    },
+    # QAM's shared keys, same meaning in agents/fawac.py (value_layer_norm: critic and V, create l.172-180; rho:
+    # critic_loss l.29; inv_temp: min(exp(inv_temp (mean_k Q - V)), 100), actor_loss l.67-70); it has no residual
+    # field or target actor.
+    keys={k: v for k, v in _QAM_KEYS.items() if k not in ('residual', 'bc_flow_target')},
     metrics={
         'critic/critic_loss': 'critic/loss',  # mean over heads and batch (l.35)
         'critic/value_loss': 'value/loss',  # V onto every target head at the data action (l.37-39)
