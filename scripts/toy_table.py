@@ -63,6 +63,23 @@ SWITCH_ROWS = {
 }
 
 
+def fav_floor_note(action_dim: int = 2) -> str:
+    """Why the FAV `unclamped_kde` row can equal the default here: the released floor of the KDE normalizer Z_p binds
+    only where every kernel value is below it, and particles and reference actions both lie in [-1, 1]^d, where
+    ||x - r||^2 <= 4 d, so Z_p >= exp(-4 d / tau) whatever the reference set."""
+    from agents import fav
+
+    tau = fav.get_config().bandwidth
+    smallest = float(np.exp(-4.0 * action_dim / tau))
+    if smallest <= fav.KDE_FLOOR:
+        return ''
+    return (
+        f'. On this toy the floor cannot bind: in [-1, 1]^{action_dim} every kernel value is at least '
+        f'exp(-{4 * action_dim} / tau) = {smallest:.1e} > {fav.KDE_FLOOR:g} (tau = {tau:g}), so this row can differ '
+        'from `fav` only by float rounding'
+    )
+
+
 def run(agent, extra, name, a):
     cmd = [
         sys.executable,
@@ -120,6 +137,7 @@ def main():
     )
     p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'toy'))
     p.add_argument('--out', default=os.path.join(ROOT, 'results', 'toy_8gaussians'))
+    p.add_argument('--notes', default=None, help='A Markdown file appended to the table (findings, written by hand).')
     a = p.parse_args()
 
     from envs import toy
@@ -140,6 +158,7 @@ def main():
         if a.switches:  # one switch row per default row (per L_train for VGF)
             switched = []
             for row, more, how in SWITCH_ROWS.get(agent, []):
+                how += fav_floor_note() if row == 'fav_unclamped' else ''
                 for (flags, name, what), L in zip(variants, a.vgf_train_steps.split(',')):
                     switched.append((flags + more, row.format(L=L), f'{what}; {how}'))
             variants += switched
@@ -189,7 +208,9 @@ def main():
         'primary VGF row is L_test = L_train. Lower TV is better; the target '
         f'has mean reward {tgt_reward:.3f}. Made by `python scripts/toy_table.py --agents={a.agents} '
         f'--steps={a.steps} --seeds={a.seeds} --vgf_train_steps={a.vgf_train_steps}'
-        f'{"" if a.switches else " --no-switches"}`. Rows without a suffix are the released-code defaults; a '
+        f'{"" if a.switches else " --no-switches"}'
+        f'{f" --notes={os.path.relpath(a.notes, ROOT)}" if a.notes else ""}`. '
+        'Rows without a suffix are the released-code defaults; a '
         "suffixed row is one paper-text switch of the README's switch table.",
         '',
         '| method | TV to target ↓ (± 95% CI) | mean reward (± 95% CI) | outlier fraction | setting |',
@@ -208,6 +229,9 @@ def main():
         )
     lines += ['', 'Commands (run from the repository root):', '']
     lines += [f'- `python main.py {c}`' for c in commands]
+    if a.notes:
+        with open(a.notes) as f:
+            lines += ['', f.read().rstrip('\n')]
     os.makedirs(os.path.dirname(a.out) or '.', exist_ok=True)
     with open(a.out + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')

@@ -524,3 +524,20 @@ def test_value_gradient_on_the_action_bound_is_the_released_one(unclipped):
         np.testing.assert_allclose(g[inside], ref_c[inside], rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(g[on], 0.5 * ref_c[on], rtol=1e-5, atol=1e-8)
         assert np.all(g[beyond] == 0)
+
+
+def test_toy_table_floor_note_holds_at_the_worst_case_of_the_action_box():
+    """scripts/toy_table.py says FAV's `unclamped_kde` row can differ from the default only by rounding on the 2-D toy;
+    at the farthest pair of the box (opposite corners, one reference) the two scores agree there, and not in 4-D."""
+    from scripts import toy_table
+
+    tau = fav.get_config().bandwidth
+    for d, binds in ((2, False), (4, True)):
+        x = -np.ones((1, 1, d))  # particles are clipped to [-1, 1]^d; references (dataset actions) lie in it too
+        refs = np.ones((1, 1, d))
+        with jax.enable_x64(True):
+            clamped = np.asarray(fav.clamped_kde_score(jnp.asarray(x), jnp.asarray(refs), tau))
+            paper = np.asarray(kde_score(jnp.asarray(x), jnp.asarray(refs), tau))
+        assert np.allclose(clamped, paper, rtol=1e-12) != binds
+        assert (toy_table.fav_floor_note(d) == '') == binds
+    assert 'cannot bind' in toy_table.fav_floor_note(2)
