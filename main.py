@@ -14,9 +14,14 @@ import os
 import re
 import sys
 
-from absl import app, flags
+if __name__ == '__main__':  # before anything else runs: glibc reads its tunables at process start
+    from runner.hugepages import reexec_with_hugepages
 
-import agents
+    reexec_with_hugepages()
+
+from absl import app, flags  # noqa: E402
+
+import agents  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('env_name', 'toy-8gaussians', 'Environment / dataset name.')

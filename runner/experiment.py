@@ -268,6 +268,7 @@ def run_experiment(f, config, agent_name: str, explicit: set[str]) -> int:
             env=f.env_name,
             seed=f.seed + k,
             wall_time_s=round(time.time() - t0, 2),
+            glibc_tunables=os.environ.get('GLIBC_TUNABLES', ''),  # the heap wall_time_s was measured on (main.py)
             num_seeds_in_process=f.num_seeds,
             run_dir=run.path,
             task_notes=task.notes,

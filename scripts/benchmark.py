@@ -30,6 +30,8 @@ sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 
 import eval_benchmark  # noqa: E402
 
+from runner.hugepages import glibc_version, hugepage_env, thp_mode  # noqa: E402
+
 DEFAULT_UPC = 20  # keep in sync with main.py --updates_per_call
 
 
@@ -138,6 +140,7 @@ def worker(
         finite=bool(float(jnp.min(info['finite'])) == 1.0),
         num_params=int(sum(x.size for x in jax.tree_util.tree_leaves(state.params)) // num_seeds),
         overrides=overrides,
+        glibc_tunables=os.environ.get('GLIBC_TUNABLES', ''),
     )
     print('RESULT ' + json.dumps(out))
 
@@ -197,7 +200,7 @@ def official_update(a, name: str, overrides: dict) -> dict | None:
     """ms per update of seohongpark/fql's `name` agent (its own loop), same shapes, batch and networks."""
     cmd = [a.released_python, '-c', OFFICIAL_UPDATE, a.released_fql, name, str(a.repeats), str(a.steps_per_repeat)]
     cmd += [str(a.obs_dim), str(a.act_dim), json.dumps(overrides)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=WORKER_ENV)  # the same heap as tiltbench's workers
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
     if proc.returncode != 0 or not line:
         print(f'{name} official: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)
@@ -219,10 +222,17 @@ def machine_description() -> str:
     except OSError:
         pass
     dev = jax.devices()[0]
+    tunables = (WORKER_ENV or os.environ).get('GLIBC_TUNABLES')
     return (
         f'{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {dev.platform} ({dev.device_kind}); '
-        f'Python {platform.python_version()}'
+        f'Python {platform.python_version()}; transparent huge pages {thp_mode()}, '
+        + (f'GLIBC_TUNABLES={tunables}' if tunables else 'GLIBC_TUNABLES unset')
     )
+
+
+# The workers' environment: a main.py run's (main.py re-executes itself with glibc's heap on huge pages where that
+# helps, runner/hugepages.py), so the figures are a run's. None: this process's environment as it is.
+WORKER_ENV = hugepage_env(os.environ, glibc_version(), thp_mode())
 
 
 def main():
@@ -330,7 +340,7 @@ def main():
                 f'--act_dim={a.act_dim}',
                 *[f'--set={x}' for x in a.set],
             ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=WORKER_ENV)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
             if proc.returncode != 0 or not line:
                 print(f'{name} upc={upc} seeds={seeds}: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)

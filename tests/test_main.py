@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from runner.hugepages import glibc_version, hugepage_env, thp_mode
 from tests.conftest import TINY, read_final, run_main
 
 TOY = ['--env_name=toy-8gaussians', '--eval_episodes=1', '--log_interval=20', '--save_interval=40']
@@ -34,6 +35,10 @@ def test_baseline_offline_then_online_on_toy(agent, tmp_path):
     assert final['final_score'] == final['online_score'] == pytest.approx(scores[2])
     assert json.load(open(run / 'status.json'))['status'] == 'finished'
     assert os.listdir(run / 'checkpoints')
+    # main.py re-executed itself with glibc's heap on huge pages where that helps (runner/hugepages.py)
+    env = os.environ
+    wanted = hugepage_env(env, glibc_version(), thp_mode())
+    assert final['glibc_tunables'] == (wanted or env).get('GLIBC_TUNABLES', '')
 
 
 def test_runs_are_deterministic_given_seed(tmp_path):
