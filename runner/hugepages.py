@@ -53,11 +53,13 @@ def hugepage_env(environ, glibc: tuple[int, int] | None, thp: str | None) -> dic
 
 def reexec_with_hugepages() -> None:
     """Replace this process by itself, same interpreter, options and arguments, with the tunable in its environment;
-    returns (and changes nothing) where `hugepage_env` says nothing should change. Call it before anything else runs:
-    the process is replaced, not continued."""
+    returns (and changes nothing) where `hugepage_env` says nothing should change, or where the process was not
+    started as `python [options] script args` (a notebook's `%run main.py`, a launcher's runpy: the interpreter's
+    command line does not end with sys.argv, and re-executing it would restart something else). Call it before
+    anything else runs: the process is replaced, not continued."""
     env = hugepage_env(os.environ, glibc_version(), thp_mode())
     argv = getattr(sys, 'orig_argv', None)
-    if env is None or not argv or not sys.executable:
+    if env is None or not argv or not sys.executable or argv[-len(sys.argv) :] != sys.argv:
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -57,24 +57,40 @@ def test_glibc_version_agrees_with_platform():
         assert glibc_version() is None
 
 
-def test_reexec_keeps_interpreter_options_and_arguments(tmp_path):
+def probe(tmp_path, argv_line: str = '') -> str:
+    """A script that re-executes itself the way main.py does and prints what the final process saw."""
     script = tmp_path / 'probe.py'
     script.write_text(
         'import os, sys\n'
         f'sys.path.insert(0, {ROOT!r})\n'
         'print("start", flush=True)\n'
+        f'{argv_line}\n'
         'from runner.hugepages import reexec_with_hugepages\n'
         'reexec_with_hugepages()\n'
         'print(repr(os.environ.get("GLIBC_TUNABLES", "")), sys.flags.optimize, sys.argv[1:])\n'
     )
-    env = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
-    proc = subprocess.run(
-        [sys.executable, '-O', str(script), '--x=1', 'two words'], capture_output=True, text=True, env=env, timeout=60
-    )
+    return str(script)
+
+
+ENV = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
+
+
+def test_reexec_keeps_interpreter_options_and_arguments(tmp_path):
+    cmd = [sys.executable, '-O', probe(tmp_path), '--x=1', 'two words']
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    wanted = hugepage_env(env, glibc_version(), thp_mode())
+    wanted = hugepage_env(ENV, glibc_version(), thp_mode())
     lines = proc.stdout.splitlines()
     # one 'start' per process: two where it re-executed, one where nothing needed changing
     assert lines[:-1] == ['start'] * (1 if wanted is None else 2)
     tunables = '' if wanted is None else wanted['GLIBC_TUNABLES']
     assert lines[-1] == f"{tunables!r} 1 ['--x=1', 'two words']"
+
+
+def test_no_reexec_when_not_started_as_the_script(tmp_path):
+    """A notebook's `%run main.py` or a runpy launcher sets sys.argv itself: the interpreter's own command line is
+    something else, and re-executing it would restart that; nothing happens."""
+    cmd = [sys.executable, probe(tmp_path, "sys.argv = ['main.py', '--agent=fql']")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ['start', "'' 0 ['--agent=fql']"]
