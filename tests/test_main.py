@@ -36,9 +36,8 @@ def test_baseline_offline_then_online_on_toy(agent, tmp_path):
     assert json.load(open(run / 'status.json'))['status'] == 'finished'
     assert os.listdir(run / 'checkpoints')
     # main.py re-executed itself with glibc's heap on huge pages where that helps (runner/hugepages.py)
-    env = os.environ
-    wanted = hugepage_env(env, glibc_version(), thp_mode())
-    assert final['glibc_tunables'] == (wanted or env).get('GLIBC_TUNABLES', '')
+    wanted = hugepage_env(os.environ, glibc_version(), thp_mode())
+    assert final['glibc_tunables'] == (wanted or os.environ).get('GLIBC_TUNABLES', '')
 
 
 def test_runs_are_deterministic_given_seed(tmp_path):
