@@ -981,6 +981,23 @@ def dataset_files(env_name: str) -> list[str]:
     return [base + '.npz', base + '-val.npz']
 
 
+def tiltbench_heap(dirs: list[str]) -> str:
+    """The GLIBC_TUNABLES each tiltbench run recorded in its final.json (main.py turns on huge pages for glibc's heap
+    where it helps, runner/hugepages.py): the heap the side's ms per update was measured on."""
+    seen = {}
+    for d in dirs:
+        try:
+            with open(os.path.join(d, 'final.json')) as f:
+                v = json.load(f).get('glibc_tunables')
+        except (OSError, ValueError):
+            continue
+        label = 'not recorded' if v is None else f'`{v}`' if v else 'unset'
+        seen.setdefault(label, []).append(os.path.basename(d))
+    if len(seen) == 1:
+        return next(iter(seen))
+    return '; '.join(f'{label} ({", ".join(names)})' for label, names in seen.items())
+
+
 def released_commit(path: str) -> str:
     try:
         return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path, capture_output=True, text=True).stdout.strip()
@@ -1113,6 +1130,9 @@ def main(argv=None) -> int:
         header.append('- Data (both sides): ' + ', '.join(f'`{os.path.basename(f)}` sha256 {sha256(f)}' for f in files))
     except (OSError, ValueError):
         pass
+    heap = tiltbench_heap([d for a in agents_ for d in tiltbench_dirs(args, a)])
+    if heap:
+        header.append(f"- tiltbench side's GLIBC_TUNABLES (its final.json): {heap}")
     for a in agents_:
         if repo.name == 'fql':
             header.append(f'- `{a}` flags (both sides): `{" ".join(agent_flags(a, configs[a], released=False))}`')
