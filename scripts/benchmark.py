@@ -291,7 +291,7 @@ def main():
             overridden_config(name, parse_overrides(a.set))  # fail before measuring anything
         if a.released_fql and not a.released_python:
             raise SystemExit('--released_fql needs --released_python (a virtualenv that runs the official code).')
-        eval_benchmark.run(a, machine_description())
+        eval_benchmark.run(a, machine_description(), WORKER_ENV)
         return
     if a.worker:
         worker(

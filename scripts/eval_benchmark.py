@@ -139,6 +139,7 @@ def worker(
         env_steps=steps[0],
         mean_length=float(np.mean(lengths)),
         bytes_per_env=pool.bytes_per_env,
+        glibc_tunables=os.environ.get('GLIBC_TUNABLES', ''),  # the heap it ran on (benchmark.WORKER_ENV)
     )
     print('RESULT ' + json.dumps(out))
 
@@ -152,7 +153,9 @@ def _run(cmd, env=None) -> dict | None:
     return json.loads(line[0][7:])
 
 
-def run(a, machine: str) -> None:
+def run(a, machine: str, env: dict | None = None) -> None:
+    """`env`: the workers' environment (benchmark.py passes a main.py run's, huge pages included); None: this one."""
+    base = dict(os.environ if env is None else env)
     env_names = [x for x in a.eval_envs_names.split(',') if x]
     agent_names = [x for x in a.eval_agents.split(',') if x]
     workers = [int(w) for w in a.eval_workers.split(',') if w]
@@ -174,7 +177,7 @@ def run(a, machine: str) -> None:
                     f'--dataset_dir={a.dataset_dir}',
                     *[f'--set={x}' for x in a.set],
                 ]
-                r = _run(cmd, dict(os.environ, PYTHONPATH=ROOT))
+                r = _run(cmd, dict(base, PYTHONPATH=ROOT))
                 if r:
                     r['seconds_50'] = r['seconds'] * a.episodes / n
                     rows.append(r)
@@ -185,8 +188,7 @@ def run(a, machine: str) -> None:
                     )
             if agent == 'fql' and a.released_fql:
                 cmd = [a.released_python, '-c', OFFICIAL, a.released_fql, env_name, str(a.seq_episodes)]
-                env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))  # reads ~/.ogbench/data
-                r = _run(cmd, env)
+                r = _run(cmd, dict(base, MUJOCO_GL=base.get('MUJOCO_GL', 'egl')))  # reads ~/.ogbench/data
                 if r:
                     rows.append(
                         dict(

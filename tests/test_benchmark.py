@@ -12,6 +12,7 @@ import jax
 
 import agents
 from agents.common.trainer import Learner
+from runner.hugepages import glibc_version, hugepage_env, thp_mode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'scripts', 'benchmark.py')
@@ -68,6 +69,7 @@ def test_eval_benchmark_times_sequential_and_lockstep_evaluations(pointmaze_dir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(js.read_text())['rows']
+    expected_tunables = (hugepage_env(os.environ, glibc_version(), thp_mode()) or os.environ).get('GLIBC_TUNABLES', '')
     assert [(r['mode'], r['workers'], r['width'], r['episodes']) for r in rows] == [
         ('sequential', 0, 1, 1),
         ('lockstep', 0, 3, 3),
@@ -76,4 +78,5 @@ def test_eval_benchmark_times_sequential_and_lockstep_evaluations(pointmaze_dir,
     for r in rows:  # untrained policies: every episode runs to pointmaze's time limit, one policy call per step
         assert r['mean_length'] == 1000 and r['policy_calls'] == 1000 and r['env_steps'] == 1000 * r['episodes']
         assert r['seconds'] > 0 and r['seconds_50'] == r['seconds'] * 3 / r['episodes']
+        assert r['glibc_tunables'] == expected_tunables  # the heap a main.py run would have, as the machine line says
     assert '| pointmaze-medium-navigate | fql | lockstep + 2 workers | 3 |' in proc.stdout
