@@ -126,14 +126,14 @@ def test_harness_compare_phase_writes_the_table(toy_runs, tmp_path):
     # the heap each tiltbench run measured its time on, as its final.json recorded it (here one seed's is edited)
     final = out / 'tiltbench' / 'fql_seed2' / 'final.json'
     recorded = json.loads(final.read_text())['glibc_tunables']
-    final.write_text(json.dumps(dict(json.loads(final.read_text()), glibc_tunables='glibc.malloc.hugetlb=0')))
+    final.write_text(json.dumps(dict(json.loads(final.read_text()), glibc_tunables='glibc.malloc.arena_max=1')))
     table = tmp_path / 'parity.md'
     argv = ['--phase=compare', '--agents=fql', f'--out={out}', '--seeds=3', '--env_name=toy-8gaussians']
     assert parity.main([*argv, f'--table={table}']) == 0
     text = table.read_text()
     assert '### fql' in text and '**differs**' not in text and 'Seeds: 3 / 3' in text
     first = f'`{recorded}`' if recorded else 'unset'
-    heap = f'GLIBC_TUNABLES (its final.json): {first} (fql_seed0, fql_seed1); `glibc.malloc.hugetlb=0` (fql_seed2)'
+    heap = f'GLIBC_TUNABLES (its final.json): {first} (fql_seed0, fql_seed1); `glibc.malloc.arena_max=1` (fql_seed2)'
     assert heap in text
 
 
