@@ -29,6 +29,14 @@ def read_final(run_dir) -> dict:
         return json.load(f)
 
 
+def run_tunables() -> str:
+    """The GLIBC_TUNABLES a main.py run started from this environment has: main.py re-executes itself with glibc's
+    heap on huge pages where that helps (runner/hugepages.py), and benchmark.py gives its workers the same."""
+    from runner.hugepages import glibc_version, hugepage_env, thp_mode
+
+    return (hugepage_env(os.environ, glibc_version(), thp_mode()) or os.environ).get('GLIBC_TUNABLES', '')
+
+
 @pytest.fixture
 def tiny_args():
     return list(TINY)

@@ -12,7 +12,7 @@ import jax
 
 import agents
 from agents.common.trainer import Learner
-from runner.hugepages import glibc_version, hugepage_env, thp_mode
+from tests.conftest import run_tunables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'scripts', 'benchmark.py')
@@ -69,7 +69,7 @@ def test_eval_benchmark_times_sequential_and_lockstep_evaluations(pointmaze_dir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(js.read_text())['rows']
-    expected_tunables = (hugepage_env(os.environ, glibc_version(), thp_mode()) or os.environ).get('GLIBC_TUNABLES', '')
+    expected_tunables = run_tunables()
     assert [(r['mode'], r['workers'], r['width'], r['episodes']) for r in rows] == [
         ('sequential', 0, 1, 1),
         ('lockstep', 0, 3, 3),

@@ -8,8 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from runner.hugepages import glibc_version, hugepage_env, thp_mode
-from tests.conftest import TINY, read_final, run_main
+from tests.conftest import TINY, read_final, run_main, run_tunables
 
 TOY = ['--env_name=toy-8gaussians', '--eval_episodes=1', '--log_interval=20', '--save_interval=40']
 
@@ -36,8 +35,7 @@ def test_baseline_offline_then_online_on_toy(agent, tmp_path):
     assert json.load(open(run / 'status.json'))['status'] == 'finished'
     assert os.listdir(run / 'checkpoints')
     # main.py re-executed itself with glibc's heap on huge pages where that helps (runner/hugepages.py)
-    wanted = hugepage_env(os.environ, glibc_version(), thp_mode())
-    assert final['glibc_tunables'] == (wanted or os.environ).get('GLIBC_TUNABLES', '')
+    assert final['glibc_tunables'] == run_tunables()
 
 
 def test_runs_are_deterministic_given_seed(tmp_path):

@@ -125,8 +125,9 @@ def test_harness_compare_phase_writes_the_table(toy_runs, tmp_path):
         (exp / 'eval.csv').write_text('\n'.join(ev_lines) + '\n')
     # the heap each tiltbench run measured its time on, as its final.json recorded it (here one seed's is edited)
     final = out / 'tiltbench' / 'fql_seed2' / 'final.json'
-    recorded = json.loads(final.read_text())['glibc_tunables']
-    final.write_text(json.dumps(dict(json.loads(final.read_text()), glibc_tunables='glibc.malloc.arena_max=1')))
+    summary = json.loads(final.read_text())
+    recorded = summary['glibc_tunables']
+    final.write_text(json.dumps(dict(summary, glibc_tunables='glibc.malloc.arena_max=1')))
     table = tmp_path / 'parity.md'
     argv = ['--phase=compare', '--agents=fql', f'--out={out}', '--seeds=3', '--env_name=toy-8gaussians']
     assert parity.main([*argv, f'--table={table}']) == 0
