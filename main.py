@@ -46,6 +46,13 @@ flags.DEFINE_integer(
 flags.DEFINE_integer('log_interval', 5_000, 'Write a train.csv row every this many gradient steps.')
 flags.DEFINE_integer('save_interval', 100_000, 'Checkpoint every this many gradient steps (and at phase ends).')
 flags.DEFINE_integer('updates_per_call', 20, 'Offline gradient steps fused into one jitted call (lax.scan).')
+flags.DEFINE_enum(
+    'train_metrics',
+    'chunk_mean',
+    ['chunk_mean', 'step'],
+    "Offline train.csv rows: 'chunk_mean', the mean over the fused call that ends at the logged step; 'step', the "
+    'logged step alone, as the released codes log (the steps taken are the same).',
+)
 flags.DEFINE_integer(
     'buffer_size',
     2_000_000,

@@ -24,6 +24,7 @@ FLAG_NAMES = (
     'log_interval',
     'save_interval',
     'updates_per_call',
+    'train_metrics',
     'buffer_size',
     'save_dir',
     'run_name',
@@ -119,7 +120,7 @@ RESUME_IGNORED = (
     'eval_workers',
 )
 # Flags added after runs were made: a config.json without them ran with these values (their defaults).
-FLAGS_ADDED = {'dataset_replace_interval': 1000, 'eval_envs': 0, 'eval_workers': 0}
+FLAGS_ADDED = {'dataset_replace_interval': 1000, 'eval_envs': 0, 'eval_workers': 0, 'train_metrics': 'chunk_mean'}
 
 
 def _prepare_run_dirs(f, agent_name, config, flags_dict):

@@ -115,9 +115,9 @@ class Loop:
 
     def _train(self, state, buffer, n):
         if self.n == 1:
-            state, info = self.learner.train_steps(state, buffer, n)
+            state, info = self.learner.train_steps(state, buffer, n, self.f.train_metrics)
             return state, [_host(info)]
-        state, info = self.learner.train_steps_seeds(state, buffer, n)
+        state, info = self.learner.train_steps_seeds(state, buffer, n, self.f.train_metrics)
         info = jax.device_get(info)
         return state, [{k: float(v[i]) for k, v in info.items()} for i in range(self.n)]
 

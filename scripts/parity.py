@@ -13,7 +13,8 @@ does when it builds a maze, gets MUJOCO_GL=egl unless it is set.
 
 Both sides read the same OGBench files from ~/.ogbench/data (the released main.py has no dataset-directory flag;
 their SHA-256 goes into the table). Both sides log at every --log_interval step the metrics of that one gradient
-step (tiltbench with --updates_per_call=1, so a row is not an average over a fused chunk), and evaluate at every
+step (tiltbench with --train_metrics=step, so a row is not an average over a fused chunk; --updates_per_call, default
+1, fuses steps into one jitted call as main.py does, which takes the same steps faster), and evaluate at every
 --eval_interval. For each metric both sides log (names mapped below), at each matched step: the mean and 95% t-CI per
 side over seeds, and Welch's 95% CI of the difference; a row is indistinguishable when that CI holds 0. The seed-to-
 seed spread is compared with the F test of the two variances (95%). ms per update: the median over log intervals
@@ -682,7 +683,8 @@ def tiltbench_command(args, agent: str, config) -> list[str]:
         f'--eval_interval={args.eval_interval}',
         f'--eval_episodes={args.eval_episodes}',
         f'--save_interval={args.steps}',
-        '--updates_per_call=1',
+        f'--updates_per_call={args.updates_per_call}',
+        '--train_metrics=step',
         '--generate=false',
         '--progress=false',
         f'--save_dir={os.path.abspath(os.path.join(args.out, "tiltbench"))}',
@@ -1051,6 +1053,12 @@ def main(argv=None) -> int:
     p.add_argument('--eval_interval', type=int, default=5000)
     p.add_argument('--eval_episodes', type=int, default=50)
     p.add_argument('--hidden', default='256,256', help='Hidden sizes of every network, both sides.')
+    p.add_argument(
+        '--updates_per_call',
+        type=int,
+        default=1,
+        help='tiltbench side: gradient steps fused into one jitted call (its rows stay those of the logged step).',
+    )
     p.add_argument('--set', action='append', default=[], help='AGENT:KEY=VALUE config override, both sides.')
     p.add_argument('--tiltbench_flag', action='append', default=[], help='Extra flag for tiltbench main.py only.')
     p.add_argument('--sides', default='released,tiltbench')

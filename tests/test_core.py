@@ -133,7 +133,8 @@ def test_critic_td_loss_matches_numpy():
 
 @pytest.mark.parametrize('name', ['iql', 'rebrac', 'fql'])
 def test_scan_equals_loop_of_updates(name):
-    """The fused lax.scan of k steps equals k separate update calls with the same RNG stream."""
+    """The fused lax.scan of k steps equals k separate update calls with the same RNG stream; with metrics='step' its
+    metrics are those of the k-th call (ReBRAC: the actor's are NaN, not logged, when the k-th is critic-only)."""
     config = agents.get_config(name)
     config.actor_hidden_dims = config.value_hidden_dims = (16,)
     config.batch_size = 8
@@ -141,12 +142,24 @@ def test_scan_equals_loop_of_updates(name):
     buf = buffer_lib.make_buffer(_dataset(n=40))
     s0 = learner.init(jax.random.PRNGKey(0))
     fused, _ = learner.train_steps(s0, buf, 4)
-    s = s0
+    s, infos = s0, []
     for _ in range(4):
-        s, _ = learner.train_steps(s, buf, 1)
+        s, info = learner.train_steps(s, buf, 1)
+        infos.append(jax.device_get(info))
     for a, b in zip(jax.tree_util.tree_leaves(fused.params), jax.tree_util.tree_leaves(s.params)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     assert int(fused.step) == 4
+    for k in (3, 4) if name == 'rebrac' else (4,):
+        _, own = learner.train_steps(s0, buf, k, 'step')
+        _, mean = learner.train_steps(s0, buf, k)
+        assert own.keys() == infos[k - 1].keys()
+        for key, v in own.items():
+            np.testing.assert_allclose(v, infos[k - 1][key], rtol=1e-4, atol=1e-6, err_msg=key)
+        assert float(mean['critic/loss']) != pytest.approx(float(own['critic/loss']), rel=1e-4)
+    if name == 'rebrac':  # steps count from 1, the actor updates on even ones
+        assert any(np.isnan(v) for v in infos[2].values()) and not any(np.isnan(v) for v in infos[3].values())
+    with pytest.raises(ValueError, match='chunk_mean'):
+        learner.train_steps(s0, buf, 1, 'last')
 
 
 def test_rebrac_actor_delay_freezes_targets_on_critic_only_steps():

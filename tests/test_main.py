@@ -52,6 +52,21 @@ def test_runs_are_deterministic_given_seed(tmp_path):
     assert ta == tb
 
 
+def test_step_metrics_of_fused_calls_are_those_of_one_update_per_call(tmp_path):
+    """--train_metrics=step: a row of a run that fuses 20 steps per call holds the logged step's own metrics, as a run
+    at one update per call logs them (what the parity harness compares with the released codes' logs)."""
+    args = ['--agent=rebrac', *TOY, '--offline_steps=40', '--eval_interval=40', *TINY]
+    run_main([*args, '--updates_per_call=1', '--run_name=one'], tmp_path)
+    run_main([*args, '--train_metrics=step', '--run_name=fused'], tmp_path)
+    one, fused = ([r for r in csv.DictReader(open(tmp_path / n / 'train.csv'))] for n in ('one', 'fused'))
+    assert [r['step'] for r in one] == [r['step'] for r in fused] == ['20', '40']
+    assert one[0].keys() == fused[0].keys() and 'actor/loss' in one[0]
+    for a, b in zip(one, fused):
+        for k in a.keys() - {'time', 'phase'}:
+            np.testing.assert_allclose(float(b[k]), float(a[k]), rtol=1e-4, atol=1e-6, err_msg=k)
+    assert json.load(open(tmp_path / 'fused' / 'config.json'))['flags']['train_metrics'] == 'step'
+
+
 def test_ogbench_round_trip_with_local_generation(tmp_path):
     """Missing dataset + no download -> generated locally with the real env and oracle, loaded by ogbench, trained,
     evaluated in the real environment (success rate)."""

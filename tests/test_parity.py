@@ -30,6 +30,10 @@ def test_flag_mapping_passes_tiltbench_values_to_both_sides(agent):
     assert f'--agent={cfg_file}' in released and '--seed=1' in released and '--offline_steps=1000' in released
     assert '--agent.actor_hidden_dims=(64,32)' in released and '--agent.discount=0.995' in released
     assert '--updates_per_call=1' in ours and '--num_seeds=2' in ours and f'--agent={agent}' in ours
+    # a row is the logged step's own metrics, also when the steps are fused
+    assert '--train_metrics=step' in ours
+    fused = parity.tiltbench_command(_args('fql', updates_per_call=20), agent, config)
+    assert '--updates_per_call=20' in fused and '--train_metrics=step' in fused
     for k, released_key in keys.items():
         assert k in config  # every mapped key is a real tiltbench key
         value = parity.flag_value(config[k])
@@ -182,7 +186,7 @@ RELEASED_MAIN_FLAGS = {
 
 
 def _args(repo, **kw):
-    return argparse.Namespace(
+    args = dict(
         released_python='/venv/bin/python',
         env_name='cube-single-play-singletask-task2-v0',
         steps=1000,
@@ -194,8 +198,9 @@ def _args(repo, **kw):
         seed0=0,
         tiltbench_flag=[],
         released_repo=repo,
-        **kw,
+        updates_per_call=1,
     )
+    return argparse.Namespace(**{**args, **kw})
 
 
 def _flag_names(cmd, prefix):

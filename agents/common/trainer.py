@@ -47,6 +47,10 @@ class TrainState:
     step: jax.Array  # number of gradient steps taken (int32)
 
 
+# What a fused call's metrics are: the mean over its steps, or the last step's own (train_steps).
+METRICS = ('chunk_mean', 'step')
+
+
 def _tree_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
@@ -161,16 +165,20 @@ class Learner:
         return TrainState(params, target_params, opt_state, rng, state.step + 1), info
 
     # ---- fused steps: batches sampled on the device, steps wrapped in lax.scan -----------------------------------
-    @functools.partial(jax.jit, static_argnums=(0, 3))
-    def train_steps(self, state: TrainState, buffer: dict, num_steps: int) -> tuple[TrainState, dict]:
+    @functools.partial(jax.jit, static_argnums=(0, 3, 4))
+    def train_steps(
+        self, state: TrainState, buffer: dict, num_steps: int, metrics: str = 'chunk_mean'
+    ) -> tuple[TrainState, dict]:
         """`num_steps` gradient steps on batches drawn uniformly from `buffer` (of action chunks with
-        horizon_length > 1). Returns metrics averaged over the steps, plus `finite` (1.0 iff every loss of every step
-        was finite)."""
-        return self._scan(state, buffer, num_steps)
+        horizon_length > 1). Returns the steps' metrics (`metrics`: 'chunk_mean', their mean; 'step', those of the
+        last step alone, as the released codes log), plus `finite` (1.0 iff every loss of every step was finite)."""
+        return self._scan(state, buffer, num_steps, metrics=metrics)
 
-    def _scan(self, state, buffer, num_steps, step0=None):
+    def _scan(self, state, buffer, num_steps, step0=None, metrics='chunk_mean'):
         """`step0`: the step count before the first of these steps, unbatched when seeds are vmapped (all seeds share
         it); default state.step."""
+        if metrics not in METRICS:
+            raise ValueError(f'metrics={metrics!r}: expected one of {METRICS}')
         batch_size = self.config.batch_size
         mix = float(self.config.get('mix_offline', 0.0))
         horizon, discount = self.config.horizon_length, self.config.discount
@@ -185,9 +193,11 @@ class Learner:
         state, infos = jax.lax.scan(body, state, jnp.arange(num_steps, dtype=jnp.int32))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(infos)]))
         actor = infos.pop('_actor', {})
+        first = num_steps - 1 if metrics == 'step' else 0  # 'step': the last step's own metrics
+        infos, actor = jax.tree_util.tree_map(lambda v: v[first:], (infos, actor))
         info = jax.tree_util.tree_map(lambda v: jnp.mean(v, axis=0), infos)
         if actor:  # metrics of the actor steps only: their mean over those steps (NaN, not logged, if none)
-            n = jnp.sum(self.agent.actor_step(self.config, step0 + jnp.arange(num_steps, dtype=jnp.int32)))
+            n = jnp.sum(self.agent.actor_step(self.config, step0 + jnp.arange(first, num_steps, dtype=jnp.int32)))
             info.update(
                 {k: jnp.where(n > 0, jnp.sum(v, axis=0) / jnp.maximum(n, 1), jnp.nan) for k, v in actor.items()}
             )
@@ -212,10 +222,10 @@ class Learner:
     def init_seeds(self, rngs: jax.Array) -> TrainState:
         return jax.vmap(self.init)(rngs)
 
-    @functools.partial(jax.jit, static_argnums=(0, 3))
-    def train_steps_seeds(self, states: TrainState, buffer: dict, num_steps: int):
+    @functools.partial(jax.jit, static_argnums=(0, 3, 4))
+    def train_steps_seeds(self, states: TrainState, buffer: dict, num_steps: int, metrics: str = 'chunk_mean'):
         step0 = states.step[0]  # every seed has taken the same number of steps
-        return jax.vmap(lambda s: self._scan(s, buffer, num_steps, step0))(states)
+        return jax.vmap(lambda s: self._scan(s, buffer, num_steps, step0, metrics))(states)
 
     @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
     def add_and_train_seeds(self, states: TrainState, buffers: dict, transitions: dict):
