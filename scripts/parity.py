@@ -14,7 +14,7 @@ does when it builds a maze, gets MUJOCO_GL=egl unless it is set.
 Both sides read the same OGBench files from ~/.ogbench/data (the released main.py has no dataset-directory flag;
 their SHA-256 goes into the table). Both sides log at every --log_interval step the metrics of that one gradient
 step (tiltbench with --train_metrics=step, so a row is not an average over a fused chunk; --updates_per_call, default
-1, fuses steps into one jitted call as main.py does, which takes the same steps faster), and evaluate at every
+1, fuses that many steps into one jitted call as main.py does: the same steps), and evaluate at every
 --eval_interval. For each metric both sides log (names mapped below), at each matched step: the mean and 95% t-CI per
 side over seeds, and Welch's 95% CI of the difference; a row is indistinguishable when that CI holds 0. The seed-to-
 seed spread is compared with the F test of the two variances (95%). ms per update: the median over log intervals
@@ -986,18 +986,33 @@ def dataset_files(env_name: str) -> list[str]:
 def tiltbench_heap(dirs: list[str]) -> str:
     """The GLIBC_TUNABLES each tiltbench run recorded in its final.json (main.py turns on huge pages for glibc's heap
     where it helps, runner/hugepages.py): the heap the side's ms per update was measured on."""
+    return _recorded(dirs, 'final.json', lambda d: d.get('glibc_tunables'), lambda v: f'`{v}`' if v else 'unset')
+
+
+def tiltbench_calls(dirs: list[str]) -> str:
+    """The gradient steps per jitted call and the train.csv metrics each tiltbench run recorded in its config.json:
+    the calls its ms per update was measured on (rows are the logged step's own with train_metrics=step)."""
+
+    def get(d):
+        f = d.get('flags', {})
+        return (f['updates_per_call'], f.get('train_metrics', 'chunk_mean')) if 'updates_per_call' in f else None
+
+    return _recorded(dirs, 'config.json', get, lambda v: f'--updates_per_call={v[0]} --train_metrics={v[1]}')
+
+
+def _recorded(dirs: list[str], name: str, get, label) -> str:
+    """One value read from each run directory's JSON file `name`, as one label, or one label per group of runs."""
     seen = {}
     for d in dirs:
         try:
-            with open(os.path.join(d, 'final.json')) as f:
-                v = json.load(f).get('glibc_tunables')
+            with open(os.path.join(d, name)) as f:
+                v = get(json.load(f))
         except (OSError, ValueError):
             continue
-        label = 'not recorded' if v is None else f'`{v}`' if v else 'unset'
-        seen.setdefault(label, []).append(os.path.basename(d))
+        seen.setdefault('not recorded' if v is None else label(v), []).append(os.path.basename(d))
     if len(seen) == 1:
         return next(iter(seen))
-    return '; '.join(f'{label} ({", ".join(names)})' for label, names in seen.items())
+    return '; '.join(f'{text} ({", ".join(names)})' for text, names in seen.items())
 
 
 def released_commit(path: str) -> str:
@@ -1138,9 +1153,11 @@ def main(argv=None) -> int:
         header.append('- Data (both sides): ' + ', '.join(f'`{os.path.basename(f)}` sha256 {sha256(f)}' for f in files))
     except (OSError, ValueError):
         pass
-    heap = tiltbench_heap([d for a in agents_ for d in tiltbench_dirs(args, a)])
-    if heap:
+    dirs = [d for a in agents_ for d in tiltbench_dirs(args, a)]
+    if heap := tiltbench_heap(dirs):
         header.append(f"- tiltbench side's GLIBC_TUNABLES (its final.json): {heap}")
+    if calls := tiltbench_calls(dirs):
+        header.append(f"- tiltbench side's calls (its config.json): {calls}")
     for a in agents_:
         if repo.name == 'fql':
             header.append(f'- `{a}` flags (both sides): `{" ".join(agent_flags(a, configs[a], released=False))}`')
