@@ -316,10 +316,19 @@ def generate_dataset(
         episode_length=episode_length,
         seed=seed,
         official_size=(num_episodes, episode_length) == (official_episodes, official_length),
+        # the bytes depend on the simulator: the same seed gives another file under another MuJoCo / OGBench
+        versions=generator_versions(),
     )
     with open(sidecar_path(train_path), 'w') as f:
         json.dump(info, f, indent=2)
     return train_path, val_path
+
+
+def generator_versions() -> dict:
+    """The packages a generated dataset's content depends on."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ('mujoco', 'ogbench', 'numpy')}
 
 
 def sidecar_path(train_path: str) -> str:
@@ -335,9 +344,10 @@ def generation_note(train_path: str) -> str | None:
     with open(p) as f:
         info = json.load(f)
     size = 'official size' if info.get('official_size') else 'REDUCED size'
+    versions = ', '.join(f'{k} {v}' for k, v in info.get('versions', {}).items()) or 'versions not recorded'
     return (
         f'dataset {info["dataset"]} generated locally: {info["num_episodes"]} episodes x {info["episode_length"]} '
-        f'steps ({size}), seed {info["seed"]}'
+        f'steps ({size}), seed {info["seed"]} ({versions})'
     )
 
 

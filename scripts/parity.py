@@ -997,7 +997,7 @@ def tiltbench_calls(dirs: list[str]) -> str:
         f = d.get('flags', {})
         return (f['updates_per_call'], f.get('train_metrics', 'chunk_mean')) if 'updates_per_call' in f else None
 
-    return _recorded(dirs, 'config.json', get, lambda v: f'--updates_per_call={v[0]} --train_metrics={v[1]}')
+    return _recorded(dirs, 'config.json', get, lambda v: f'`--updates_per_call={v[0]} --train_metrics={v[1]}`')
 
 
 def _recorded(dirs: list[str], name: str, get, label) -> str:

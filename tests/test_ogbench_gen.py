@@ -1,5 +1,6 @@
 """Tests for local OGBench dataset generation (tiny datasets; the real envs and oracles)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from envs.ogbench_gen import (
     GENERATABLE,
     dataset_name_for,
     generate_dataset,
+    generation_note,
     generation_unsupported_reason,
     parse_env_name,
 )
@@ -118,6 +120,17 @@ def test_cube_oracle_moves_cube(cube_dir):
     moved = [np.linalg.norm(ep - ep[0], axis=-1).max() for ep in np.split(cube_xyz, 2)]
     assert max(moved) > 0.05, moved  # Picked up and moved at least once within 250 steps.
     assert np.ptp(raw['actions'][:, 4]) > 0.5  # The gripper opens and closes.
+
+
+def test_sidecar_records_the_generating_versions(pointmaze_dir):
+    """The same seed gives other bytes under another simulator, so the sidecar names the versions and the runs' note
+    repeats them."""
+    import mujoco
+
+    info = json.loads((pointmaze_dir / 'pointmaze-medium-navigate-v0.tiltbench.json').read_text())
+    assert info['versions']['mujoco'] == mujoco.__version__ and set(info['versions']) == {'mujoco', 'ogbench', 'numpy'}
+    note = generation_note(str(pointmaze_dir / 'pointmaze-medium-navigate-v0.npz'))
+    assert 'REDUCED' in note and f'mujoco {mujoco.__version__}' in note and 'ogbench ' in note
 
 
 def test_deterministic(tmp_path, pointmaze_dir):

@@ -141,7 +141,7 @@ def test_harness_compare_phase_writes_the_table(toy_runs, tmp_path):
     heap = f'GLIBC_TUNABLES (its final.json): {first} (fql_seed0, fql_seed1); `glibc.malloc.arena_max=1` (fql_seed2)'
     assert heap in text
     # and how many steps each call took (the toy runs: one per call, so a row is one step's metrics)
-    assert "- tiltbench side's calls (its config.json): --updates_per_call=1 --train_metrics=chunk_mean" in text
+    assert "- tiltbench side's calls (its config.json): `--updates_per_call=1 --train_metrics=chunk_mean`" in text
 
 
 # ---- the released QAM, FAV and VGF repositories ----------------------------------------------------------------------
