@@ -22,6 +22,7 @@ if __name__ == '__main__':  # before anything else runs: glibc reads its tunable
 from absl import app, flags  # noqa: E402
 
 import agents  # noqa: E402
+from agents.common.trainer import METRICS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('env_name', 'toy-8gaussians', 'Environment / dataset name.')
@@ -49,7 +50,7 @@ flags.DEFINE_integer('updates_per_call', 20, 'Offline gradient steps fused into 
 flags.DEFINE_enum(
     'train_metrics',
     'chunk_mean',
-    ['chunk_mean', 'step'],
+    list(METRICS),
     "Offline train.csv rows: 'chunk_mean', the mean over the fused call that ends at the logged step; 'step', the "
     'logged step alone, as the released codes log (the steps taken are the same).',
 )
