@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
@@ -137,6 +136,7 @@ def worker(
         peak_device_mb=None if peak_dev is None else peak_dev / 2**20,
         device=str(dev.device_kind),
         platform=dev.platform,
+        jax=jax.__version__,
         finite=bool(float(jnp.min(info['finite'])) == 1.0),
         num_params=int(sum(x.size for x in jax.tree_util.tree_leaves(state.params)) // num_seeds),
         overrides=overrides,
@@ -196,23 +196,19 @@ print('RESULT ' + json.dumps(dict(ms_per_update=1000 * float(np.median(times)), 
 """
 
 
-def official_update(a, name: str, overrides: dict) -> dict | None:
+def official_update(a, name: str, overrides: dict, deadline: float | None) -> tuple[dict | None, str]:
     """ms per update of seohongpark/fql's `name` agent (its own loop), same shapes, batch and networks."""
     cmd = [a.released_python, '-c', OFFICIAL_UPDATE, a.released_fql, name, str(a.repeats), str(a.steps_per_repeat)]
     cmd += [str(a.obs_dim), str(a.act_dim), json.dumps(overrides)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=WORKER_ENV)  # the same heap as tiltbench's workers
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-    if proc.returncode != 0 or not line:
-        print(f'{name} official: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)
-        return None
-    r = json.loads(line[0][7:])
-    r.update(agent=name, official=True, upc=1, num_seeds=1, ms_per_seed_update=r['ms_per_update'])
-    return r
+    r, why = eval_benchmark.run_result(cmd, WORKER_ENV, deadline)  # the same heap as tiltbench's workers
+    if r is not None:
+        r.update(agent=name, official=True, upc=1, num_seeds=1, ms_per_seed_update=r['ms_per_update'])
+    return r, why
 
 
-def machine_description() -> str:
-    import jax
-
+def machine_description(row: dict | None) -> str:
+    """The machine line: this host's CPU, and the jax version and device a worker reported in `row` (this process
+    never starts jax's backend: on an accelerator it would hold device memory the workers need)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as f:
@@ -221,10 +217,10 @@ def machine_description() -> str:
             cpu = names[0]
     except OSError:
         pass
-    dev = jax.devices()[0]
     tunables = (WORKER_ENV or os.environ).get('GLIBC_TUNABLES')
+    jax_line = f'jax {row["jax"]} on {row["platform"]} ({row["device"]})' if row else 'no worker reported a device'
     return (
-        f'{cpu}, {os.cpu_count()} cores; jax {jax.__version__} on {dev.platform} ({dev.device_kind}); '
+        f'{cpu}, {os.cpu_count()} cores; {jax_line}; '
         f'Python {platform.python_version()}; transparent huge pages {thp_mode()}, '
         + (f'GLIBC_TUNABLES={tunables}' if tunables else 'GLIBC_TUNABLES unset')
     )
@@ -264,6 +260,13 @@ def main():
     )
     p.add_argument('--released_python', default=None, help="the official code's virtualenv python")
     p.add_argument('--rounds', type=int, default=1, help='measure everything this many times, interleaved')
+    p.add_argument(
+        '--deadline_s',
+        type=float,
+        default=0,
+        help='seconds from the start after which no setting starts and one still running is stopped (0: no limit); '
+        'the table lists the settings not measured, and --json is rewritten after every row',
+    )
     e = p.add_argument_group('evaluation benchmark (--eval; scripts/eval_benchmark.py)')
     e.add_argument('--eval', action='store_true', help='time evaluations (sequential vs lockstep) instead of updates')
     e.add_argument('--eval_envs_names', default=','.join(eval_benchmark.ENVS))
@@ -272,6 +275,12 @@ def main():
     e.add_argument('--episodes', type=int, default=50, help='episodes of one evaluation')
     e.add_argument('--seq_episodes', type=int, default=10, help='episodes played by sequential and official runs')
     e.add_argument('--dataset_dir', default='~/.ogbench/data')
+    e.add_argument(
+        '--generate_episodes',
+        type=int,
+        default=100,
+        help='episodes generated for a missing dataset (only the env matters)',
+    )
     e.add_argument('--eval_worker', nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.eval_worker:
@@ -284,6 +293,7 @@ def main():
             int(workers),
             os.path.expanduser(a.dataset_dir),
             parse_overrides(a.set),
+            a.generate_episodes,
         )
         return
     if a.eval:
@@ -291,7 +301,7 @@ def main():
             overridden_config(name, parse_overrides(a.set))  # fail before measuring anything
         if a.released_fql and not a.released_python:
             raise SystemExit('--released_fql needs --released_python (a virtualenv that runs the official code).')
-        eval_benchmark.run(a, machine_description(), WORKER_ENV)
+        eval_benchmark.run(a, machine_description, WORKER_ENV)
         return
     if a.worker:
         worker(
@@ -317,14 +327,23 @@ def main():
     settings += [(DEFAULT_UPC, int(s)) for s in a.seeds.split(',') if s and int(s) > 1]
     if a.released_fql and not a.released_python:
         raise SystemExit('--released_fql needs --released_python (a virtualenv that runs the official code).')
-    rows, failed = [], []
+    deadline = eval_benchmark.deadline_at(a.deadline_s)
+    rows, failed, skipped = [], [], []
+
+    def record(label: str, r: dict | None, why: str) -> bool:
+        if why == 'failed':
+            failed.append(label)
+        elif why:
+            skipped.append(f'{label} ({why})')
+        else:
+            rows.append(r)
+            eval_benchmark.write_json(a.json, dict(machine=None, command=sys.argv, rows=rows, failed=failed))
+        return r is not None
+
     for name in [n for _ in range(a.rounds) for n in names]:
         if a.released_fql and name in OFFICIAL_AGENTS:
-            r = official_update(a, name, overrides)
-            if r is None:
-                failed.append(f'{name} official')
-            else:
-                rows.append(r)
+            if record(f'{name} official', *official_update(a, name, overrides, deadline)):
+                r = rows[-1]
                 print(f'{name:13s} official     {r["ms_per_update"]:8.2f} ms/update  (jax {r["jax"]})', flush=True)
         for upc, seeds in settings:
             cmd = [
@@ -340,21 +359,16 @@ def main():
                 f'--act_dim={a.act_dim}',
                 *[f'--set={x}' for x in a.set],
             ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=WORKER_ENV)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-            if proc.returncode != 0 or not line:
-                print(f'{name} upc={upc} seeds={seeds}: FAILED\n{proc.stderr[-2000:]}', file=sys.stderr)
-                failed.append(f'{name} upc={upc} seeds={seeds}')
+            if not record(f'{name} upc={upc} seeds={seeds}', *eval_benchmark.run_result(cmd, WORKER_ENV, deadline)):
                 continue
-            r = json.loads(line[0][7:])
-            rows.append(r)
+            r = rows[-1]
             print(
                 f'{name:13s} upc={upc:3d} seeds={seeds}  {r["ms_per_update"]:8.2f} ms/update  '
                 f'{r["ms_per_seed_update"]:8.2f} ms/seed-update  compile {r["compile_s"]:.1f}s  '
                 f'host {r["peak_host_mb"]:.0f} MB',
                 flush=True,
             )
-    desc = machine_description()
+    desc = machine_description(next((r for r in rows if not r.get('official')), None))
     nets = (
         'paper networks (4 x 512 GELU, 2-head LayerNorm critic unless the agent config says otherwise)'
         if not a.set
@@ -391,6 +405,8 @@ def main():
         )
     if failed:
         table += ['', 'FAILED (see the error printed by the benchmark): ' + '; '.join(failed)]
+    if skipped:
+        table += ['', f'Not measured (`--deadline_s={a.deadline_s:g}`): ' + '; '.join(skipped)]
     text = '\n'.join(table) + '\n'
     print('\n' + text)
     if a.write:
@@ -404,9 +420,7 @@ def main():
             text = header + text
         with open(a.out, 'w') as f:
             f.write(text)
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump(dict(machine=desc, command=sys.argv, rows=rows, failed=failed), f, indent=1)
+    eval_benchmark.write_json(a.json, dict(machine=desc, command=sys.argv, rows=rows, failed=failed, skipped=skipped))
     if failed:
         sys.exit(f'{len(failed)} setting(s) failed: {"; ".join(failed)}')
 

@@ -15,8 +15,10 @@ Modes, each in a fresh subprocess (its own compilation and memory):
 Policies are freshly initialized (paper networks, 4 x 512): no episode succeeds, so every episode runs to the time
 limit (pointmaze 1000 steps, cube 200), the most an evaluation can cost. Sequential and official runs play
 --seq_episodes episodes and are scaled to --episodes (every episode has the same length; the table says so).
-Environment creation is timed apart. The data only has to exist: missing OGBench datasets are generated (100 episodes)
-into --dataset_dir (default ~/.ogbench/data, where the official code reads them).
+Environment creation is timed apart. The data only has to exist: missing OGBench datasets are generated
+(--generate_episodes, default 100) into --dataset_dir (default ~/.ogbench/data, where the official code reads them).
+--deadline_s starts no mode after that many seconds and stops one still running then; the table lists what was not
+measured, and --json is rewritten after every row.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+T0 = time.monotonic()  # --deadline_s counts from here: the benchmark process's start
+
+
+def deadline_at(seconds: float) -> float | None:
+    """The time.monotonic() value `seconds` after the process started (--deadline_s), None for 0 (no limit)."""
+    return T0 + seconds if seconds > 0 else None
+
+
 ENVS = ('pointmaze-medium-navigate-singletask-task1-v0', 'cube-single-play-singletask-task2-v0')
 
 OFFICIAL = r"""
@@ -50,7 +60,14 @@ print('RESULT ' + json.dumps(dict(seconds=time.perf_counter() - t, episodes=epis
 
 
 def worker(
-    env_name: str, agent: str, mode: str, episodes: int, workers: int, dataset_dir: str, overrides: dict
+    env_name: str,
+    agent: str,
+    mode: str,
+    episodes: int,
+    workers: int,
+    dataset_dir: str,
+    overrides: dict,
+    generate_episodes: int = 100,
 ) -> None:
     import jax
     import jax.numpy as jnp
@@ -61,7 +78,7 @@ def worker(
     from agents.common.trainer import Learner
     from envs.evaluation import EnvPool, run_episodes
 
-    task = envs.make_task(env_name, dataset_dir=dataset_dir, download=False, generate_episodes=100)
+    task = envs.make_task(env_name, dataset_dir=dataset_dir, download=False, generate_episodes=generate_episodes)
     mod = agents.get_agent(agent)
     config = agents.get_config(agent)
     for k, v in overrides.items():  # --set KEY=VALUE (checked by benchmark.py before anything runs)
@@ -139,27 +156,51 @@ def worker(
         env_steps=steps[0],
         mean_length=float(np.mean(lengths)),
         bytes_per_env=pool.bytes_per_env,
+        jax=jax.__version__,
+        platform=jax.devices()[0].platform,
+        device=str(jax.devices()[0].device_kind),
         glibc_tunables=os.environ.get('GLIBC_TUNABLES', ''),  # the heap it ran on (benchmark.WORKER_ENV)
     )
     print('RESULT ' + json.dumps(out))
 
 
-def _run(cmd, env=None) -> dict | None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+def run_result(cmd, env=None, deadline: float | None = None) -> tuple[dict | None, str]:
+    """Run one measuring subprocess and read its `RESULT {json}` line: (result, '') or (None, why), why being
+    'failed' (its stderr's tail is printed), 'deadline' (not started: the deadline, a time.monotonic() value, had
+    passed) or 'stopped at the deadline' (killed when it came)."""
+    timeout = None
+    if deadline is not None:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return None, 'deadline'
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f'STOPPED at the deadline: {" ".join(cmd[:6])} ...', file=sys.stderr)
+        return None, 'stopped at the deadline'
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
     if proc.returncode != 0 or not line:
         print(f'FAILED: {" ".join(cmd[:6])} ...\n{proc.stderr[-2000:]}', file=sys.stderr)
-        return None
-    return json.loads(line[0][7:])
+        return None, 'failed'
+    return json.loads(line[0][7:]), ''
 
 
-def run(a, machine: str, env: dict | None = None) -> None:
-    """`env`: the workers' environment (benchmark.py passes a main.py run's, huge pages included); None: this one."""
+def write_json(path: str | None, payload: dict) -> None:
+    """The rows measured so far (rewritten after every row, so a run stopped from outside keeps them)."""
+    if path:
+        with open(path, 'w') as f:
+            json.dump(payload, f, indent=1)
+
+
+def run(a, machine, env: dict | None = None) -> None:
+    """`machine(row)`: the machine line from a worker's row; `env`: the workers' environment (benchmark.py passes a
+    main.py run's, huge pages included); None: this one."""
     base = dict(os.environ if env is None else env)
     env_names = [x for x in a.eval_envs_names.split(',') if x]
     agent_names = [x for x in a.eval_agents.split(',') if x]
     workers = [int(w) for w in a.eval_workers.split(',') if w]
-    rows = []
+    deadline = deadline_at(a.deadline_s)
+    rows, missing = [], []
     for env_name in env_names:
         for agent in agent_names:
             modes = [('sequential', 0, a.seq_episodes), ('lockstep', 0, a.episodes)]
@@ -175,12 +216,21 @@ def run(a, machine: str, env: dict | None = None) -> None:
                     str(n),
                     str(w),
                     f'--dataset_dir={a.dataset_dir}',
+                    f'--generate_episodes={a.generate_episodes}',
                     *[f'--set={x}' for x in a.set],
                 ]
-                r = _run(cmd, dict(base, PYTHONPATH=ROOT))
+                path = os.pathsep.join(x for x in (ROOT, base.get('PYTHONPATH')) if x)  # keep packages put there
+                r, why = run_result(cmd, dict(base, PYTHONPATH=path), deadline)
+                if why:
+                    missing.append(
+                        f'{env_name.split("-singletask")[0]} {agent} {mode}'
+                        + (f' + {w} workers' if w else '')
+                        + f' ({why})'
+                    )
                 if r:
                     r['seconds_50'] = r['seconds'] * a.episodes / n
                     rows.append(r)
+                    write_json(a.json, {'rows': rows, 'missing': missing})
                     print(
                         f'{env_name} {agent} {mode} workers={w}: {r["seconds_50"]:.1f} s per {a.episodes} episodes '
                         f'(width {r["width"]}, make {r["make_s"]:.1f} s)',
@@ -188,7 +238,11 @@ def run(a, machine: str, env: dict | None = None) -> None:
                     )
             if agent == 'fql' and a.released_fql:
                 cmd = [a.released_python, '-c', OFFICIAL, a.released_fql, env_name, str(a.seq_episodes)]
-                r = _run(cmd, dict(base, MUJOCO_GL=base.get('MUJOCO_GL', 'egl')))  # reads ~/.ogbench/data
+                r, why = run_result(
+                    cmd, dict(base, MUJOCO_GL=base.get('MUJOCO_GL', 'egl')), deadline
+                )  # reads ~/.ogbench
+                if why:
+                    missing.append(f'{env_name.split("-singletask")[0]} fql official ({why})')
                 if r:
                     rows.append(
                         dict(
@@ -206,12 +260,12 @@ def run(a, machine: str, env: dict | None = None) -> None:
                             jax=r['jax'],
                         )
                     )
+                    write_json(a.json, {'rows': rows, 'missing': missing})
                     print(f'{env_name} fql official: {rows[-1]["seconds_50"]:.1f} s', flush=True)
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump({'rows': rows}, f, indent=1)
+    write_json(a.json, {'rows': rows, 'missing': missing})
+    desc = machine(next((r for r in rows if r['mode'] != 'official'), None))
     lines = [
-        f'## Evaluation: one {a.episodes}-episode evaluation, sequential vs lockstep ({machine})',
+        f'## Evaluation: one {a.episodes}-episode evaluation, sequential vs lockstep ({desc})',
         '',
         f'Command: `python scripts/benchmark.py --eval --eval_agents={a.eval_agents} --episodes={a.episodes} '
         f'--seq_episodes={a.seq_episodes} --eval_workers={a.eval_workers}'
@@ -241,6 +295,8 @@ def run(a, machine: str, env: dict | None = None) -> None:
         lines.append(
             f'| {task} | {r["agent"]} | {mode} | {lock} | {r["seconds_50"]:.1f} | {speed} | {calls} | {make} |'
         )
+    if missing:
+        lines += ['', 'Not measured: ' + '; '.join(missing) + '.']
     text = '\n'.join(lines) + '\n'
     print(text)
     if a.write:

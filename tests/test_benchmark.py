@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 
@@ -80,3 +81,32 @@ def test_eval_benchmark_times_sequential_and_lockstep_evaluations(pointmaze_dir,
         assert r['seconds'] > 0 and r['seconds_50'] == r['seconds'] * 3 / r['episodes']
         assert r['glibc_tunables'] == expected_tunables  # the heap a main.py run would have, as the machine line says
     assert '| pointmaze-medium-navigate | fql | lockstep + 2 workers | 3 |' in proc.stdout
+
+
+def test_deadline_lists_what_it_did_not_measure(tmp_path):
+    out, js = tmp_path / 'tp.md', tmp_path / 'tp.json'
+    proc = run(
+        ['--agents=iql,fql', '--upc=2', '--seeds=2', '--deadline_s=0.001', *SETS, f'--out={out}', f'--json={js}'],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]  # a deadline is a planned stop, not a failure
+    assert 'ms/update' not in proc.stdout  # no worker was started after the deadline
+    saved = json.loads(js.read_text())
+    assert saved['rows'] == [] and saved['failed'] == []
+    assert saved['skipped'] == [
+        f'{a} upc={u} seeds={s} (deadline)' for a in ('iql', 'fql') for u, s in ((2, 1), (20, 2))
+    ]
+    assert 'Not measured (`--deadline_s=0.001`): iql upc=2 seeds=1 (deadline); iql upc=20 seeds=2' in out.read_text()
+
+
+def test_a_worker_running_at_the_deadline_is_stopped():
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    import eval_benchmark
+
+    t0 = time.monotonic()
+    r, why = eval_benchmark.run_result([sys.executable, '-c', 'import time; time.sleep(60)'], None, t0 + 0.5)
+    assert (r, why) == (None, 'stopped at the deadline') and time.monotonic() - t0 < 30
+    ok = [sys.executable, '-c', 'print("RESULT {\\"x\\": 1}")']
+    assert eval_benchmark.run_result(ok, None, time.monotonic() + 60) == ({'x': 1}, '')
+    assert eval_benchmark.run_result(ok, None, time.monotonic() - 1) == (None, 'deadline')
+    assert eval_benchmark.run_result([sys.executable, '-c', 'raise SystemExit(3)']) == (None, 'failed')
