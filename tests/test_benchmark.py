@@ -10,6 +10,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 import agents
 from agents.common.trainer import Learner
@@ -60,15 +61,17 @@ def test_unknown_override_key_fails_before_running(tmp_path):
     assert 'ms/update' not in proc.stdout  # nothing was measured
 
 
-def test_eval_benchmark_times_sequential_and_lockstep_evaluations(pointmaze_dir, tmp_path):
-    js = tmp_path / 'eval.json'
+def test_eval_benchmark_times_sequential_and_lockstep_evaluations(tmp_path):
+    js, data = tmp_path / 'eval.json', tmp_path / 'data'  # no dataset there: the first worker generates one episode
     proc = run(
         ['--eval', '--eval_envs_names=pointmaze-medium-navigate-singletask-task1-v0', '--eval_agents=fql']
-        + ['--episodes=3', '--seq_episodes=1', '--eval_workers=2', f'--dataset_dir={pointmaze_dir}', *SETS[:2]]
-        + ['--no-write', f'--json={js}'],
+        + ['--episodes=3', '--seq_episodes=1', '--eval_workers=2', f'--dataset_dir={data}', '--generate_episodes=1']
+        + [*SETS[:2], '--no-write', f'--json={js}'],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(data / 'pointmaze-medium-navigate-v0.npz') as generated:  # the data only has to exist: 1 episode
+        assert int(generated['terminals'].sum()) == 1 and generated['terminals'][-1] == 1
     rows = json.loads(js.read_text())['rows']
     expected_tunables = run_tunables()
     assert [(r['mode'], r['workers'], r['width'], r['episodes']) for r in rows] == [
