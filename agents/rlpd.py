@@ -29,8 +29,8 @@ Switches (off by default) reach the other released versions:
     with mean - rho std (rho 0.5; 0 on humanoidmaze) both in the target and in the actor's Q (`actor_q_agg`), its
     TanhNormal (log std clipped to [-20, 2], `log_std_min`; output layers at variance scale 1, `actor_fc_scale`), the
     per-domain BC term -bc_alpha E[valid log pi(a_data|s)] (`bc_alpha`), action chunks of 5 on manipulation, sampled
-    actions at evaluation (`stochastic_eval`). Not reproduced: its main.py's first start_training = 5000 online steps
-    (uniform random actions, no gradient steps), which the runner has no phase for;
+    actions at evaluation (`stochastic_eval`), and its main.py's first start_training = 5000 online steps of uniform
+    random actions without gradient steps (`start_training`, `random_before_training`);
   - the RLPD paper's code (ikostrikov/rlpd @ c90fd4b: configs/rlpd_config.py over sac_config.py / td_config.py,
     rlpd/agents/sac/sac_learner.py, README commands): `--agent.num_critics=10 --agent.num_min_qs=2
     --agent.backup_entropy=True --agent.utd_ratio=20 --agent.utd_actor_once=True --agent.target_from_old_params=False
@@ -41,7 +41,8 @@ Switches (off by default) reach the other released versions:
     actor and one temperature step, each network with its own Adam (the trainer's frozen_on_critic_steps), Polyak
     targets toward the updated critic, ReLU MLPs with LayerNorm before the activation in the critic. Left different:
     its actor step uses the critic after the last of the 20 critic steps (here: the one before it, as the two are one
-    gradient step), and its first start_training = 5000 steps act at random without updates (no such phase here).
+    gradient step). Its first start_training = 5000 steps act at random without updates: add
+    `--agent.start_training=5000 --agent.random_before_training=True`.
 """
 
 import jax
@@ -298,6 +299,7 @@ def qam_preset(env_name, setting='off2on'):
         actor_fc_scale=1.0,
         stochastic_eval=True,
         bc_alpha=QAM_RLPD_BC_ALPHA[qam_domain(env_name)],
+        random_before_training=True,  # its main.py under --balanced_sampling: uniform actions until start_training
     )
     return values
 

@@ -23,6 +23,11 @@ from configs.presets import PresetError, paper_discount, read_table
 
 def get_config():
     config = base_config('vgf')
+    # Online: the code's main.py (start_training 5000) updates when its loop index i + 1 >= offline_steps + 5000, and
+    # its first online iteration (i = offline_steps + 1) takes no environment step, so the first gradient step comes
+    # after its 4998th environment step (that skipped iteration also leaves it online_steps - 1 environment steps in
+    # all; here online_steps).
+    config.start_training = 4998
     config.q_agg = 'min'  # train_q_agg: heads of the TD target and of best-of-N (code default 'min'; preset per task).
     config.activation = 'relu'  # --agent.activations of the code ('relu' in every script); 'gelu' (FQL) or 'swish'.
     config.ln_first = True  # LayerNorm before the activation (the code's MLP, ln_first=True); False: after (FQL).

@@ -2,6 +2,13 @@
 
 import ml_collections
 
+# Agents whose defaults are the released QAM code (ColinQiyangLi/qam @ f93efd2). Its main.py takes no gradient step in
+# the first QAM_START_TRAINING - 1 online steps (flag start_training, main.py:30; it updates at its online step
+# i >= start_training, main.py:341), in offline-to-online runs too; the FQL and FAV codes update from the first step.
+QAM_CODE_AGENTS = ('qam', 'qam_fql', 'qam_edit', 'qam_fav', 'fawac', 'fbrac', 'dsrl', 'fedit', 'cgql', 'cgql_mse')
+QAM_CODE_AGENTS += ('cgql_linex',)
+QAM_START_TRAINING = 5000
+
 
 def base_config(agent_name: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
@@ -24,6 +31,14 @@ def base_config(agent_name: str) -> ml_collections.ConfigDict:
             grad_clip_norm=0.0,  # Global-norm gradient clipping (0 = off).
             grad_clip_value=0.0,  # Element-wise gradient clipping (0 = off).
             mix_offline=0.0,  # Online phase: fraction of each batch drawn from the offline data (0.5 = RLPD-style).
+            # Online phase: the first gradient step is taken at this online step, counted from 1 (0 or 1: at every
+            # step); the steps before it only act and fill the buffer. The QAM code's main.py waits 5000 steps
+            # (`start_training`: it updates at its step i >= 5000), the VGF code until its 4998th environment step,
+            # the FQL and FAV codes not at all; each agent's defaults follow the code they reproduce.
+            start_training=QAM_START_TRAINING if agent_name in QAM_CODE_AGENTS else 0,
+            # Online phase: the steps before start_training act uniformly at random in [-1, 1] (one action, also
+            # with action chunks), as the QAM code's main.py does under --balanced_sampling; False: the policy acts.
+            random_before_training=False,
             # Action chunking (QAM's protocol; Li, Zhou, Levine 2025): the policy outputs h actions, executed open-loop
             # (one policy call per h environment steps), the critic scores the flattened chunk Q(s_t, a_{t:t+h}) and
             # bootstraps with gamma^h from the state after it. 1 = no chunking.
@@ -54,6 +69,11 @@ def validate_common(config) -> None:
         raise ValueError(f'horizon_length (action chunk size) must be an integer >= 1, got {config.horizon_length}.')
     if not 0.0 <= config.mix_offline < 1.0:
         raise ValueError(f'mix_offline must be in [0, 1), got {config.mix_offline}.')
+    st = config.get('start_training', 0)
+    if not (isinstance(st, int) and not isinstance(st, bool) and st >= 0):
+        raise ValueError(
+            f'start_training (the online step of the first gradient step) must be an integer >= 0, got {st!r}.'
+        )
     # utd_ratio (gradient steps per environment step online; agents/common/trainer.py add_and_train) is a key of the
     # agents that declare it (rlpd); the trainer reads it with default 1.
     utd = config.get('utd_ratio', 1)
@@ -86,6 +106,10 @@ CONDITIONAL_KEYS = {
     'utd_actor_once': (
         lambda c: f'utd_ratio > 1 (utd_ratio is {c.get("utd_ratio")!r})',
         lambda c: c.get('utd_ratio', 1) > 1,
+    ),
+    'random_before_training': (
+        lambda c: f'start_training > 1 (start_training is {c.get("start_training")!r})',
+        lambda c: c.get('start_training', 0) > 1,
     ),
     'normalize_r_scale': (
         lambda c: f'normalize_r=True (normalize_r is {c.get("normalize_r")!r})',

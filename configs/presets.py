@@ -15,6 +15,8 @@ import functools
 import os
 import re
 
+from configs.common import QAM_START_TRAINING
+
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
 # OGBench default tasks (the env id without a task suffix): antmaze/humanoidmaze task1, antsoccer task4,
@@ -147,6 +149,7 @@ def qam_protocol(env_name: str) -> dict:
             'q_agg': 'pessimistic',
             'rho': qam_rho(env_name),
             'horizon_length': QAM_HORIZON if env_name.split('-')[0] in QAM_CHUNKED_FAMILIES else 1,
+            'start_training': QAM_START_TRAINING,  # its main.py (configs/common.py), for agents from other codes too
         },
     )
 

@@ -121,6 +121,8 @@ RESUME_IGNORED = (
 )
 # Flags added after runs were made: a config.json without them ran with these values (their defaults).
 FLAGS_ADDED = {'dataset_replace_interval': 1000, 'eval_envs': 0, 'eval_workers': 0, 'train_metrics': 'chunk_mean'}
+# Agent config keys added after runs were made, likewise: those runs updated from the first online step.
+CONFIG_ADDED = {'start_training': 0, 'random_before_training': False}
 
 
 def _prepare_run_dirs(f, agent_name, config, flags_dict):
@@ -151,10 +153,14 @@ def _prepare_run_dirs(f, agent_name, config, flags_dict):
         seed = f.seed + paths.index(p)
         flags_dict = {**flags_dict, 'seed': seed}
         old = read_json(os.path.join(p, 'config.json')) if os.path.exists(os.path.join(p, 'config.json')) else {}
+        old_config = {
+            **{k: v for k, v in CONFIG_ADDED.items() if k not in old.get('config', {})},
+            **old.get('config', {}),
+        }
         diffs = [
-            f'agent.{k}: {old.get("config", {}).get(k)!r} -> {v!r}'
+            f'agent.{k}: {old_config.get(k)!r} -> {v!r}'
             for k, v in config.to_dict().items()
-            if _norm(old.get('config', {}).get(k)) != _norm(v)
+            if _norm(old_config.get(k)) != _norm(v)
         ]
         old_flags = {**{k: v for k, v in FLAGS_ADDED.items() if k not in old.get('flags', {})}, **old.get('flags', {})}
         diffs += [

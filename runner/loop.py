@@ -367,9 +367,25 @@ class Loop:
         # Action chunks are executed open-loop: a seed's queue is refilled (one policy call) when empty, and emptied
         # at every episode end; the buffer receives single transitions.
         queues = [ep['queue'] for ep in self.episodes]
+        # The agent's start_training: online steps 1 .. start_training - 1 take no gradient step (and act uniformly at
+        # random with random_before_training), as the QAM and VGF codes' main.py (configs/common.py).
+        start_training = int(self.learner.config.get('start_training', 0))
+        random_first = bool(self.learner.config.get('random_before_training', False))
+        if start_training > 1 and done + 1 < start_training:
+            how = 'acting uniformly at random' if random_first else 'acting with the policy'
+            print(
+                f'[tiltbench] online: the first gradient step comes at online step {start_training} '
+                f'(--agent.start_training; the steps before it only fill the buffer, {how})',
+                flush=True,
+            )
         bar = tqdm(total=f.online_steps, initial=done, desc='online', disable=not f.progress, unit='step')
         for i in range(done, f.online_steps):
             step = start + i + 1
+            warmup = i + 1 < start_training
+            if warmup and random_first:
+                for k, q in enumerate(queues):
+                    if not q:  # one action, not a chunk (the QAM code's main.py)
+                        q.append(self.random_action(k, step))
             if not all(queues):
                 keys = [jax.random.fold_in(sr.act_key, step) for sr in self.seeds]
                 acting = self.learner.acting_params(state)
@@ -413,11 +429,11 @@ class Loop:
             if self.replace_interval:
                 buffer = self.load_shard(step - 1, buffer, online=True)
             if self.n == 1:
-                state, buffer, info = self.learner.add_and_train(state, buffer, transitions[0])
+                state, buffer, info = self.learner.add_and_train(state, buffer, transitions[0], not warmup)
                 infos = [info]
             else:
                 tr = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *transitions)
-                state, buffer, info = self.learner.add_and_train_seeds(state, buffer, tr)
+                state, buffer, info = self.learner.add_and_train_seeds(state, buffer, tr, not warmup)
                 infos = [_index(info, k) for k in range(self.n)]
             for k, info in enumerate(infos):
                 if float(info['finite']) < 1.0:
@@ -440,6 +456,12 @@ class Loop:
         for env in envs:
             env.close()
         return state, buffer
+
+    def random_action(self, k: int, step: int) -> np.ndarray:
+        """Seed k's uniform action in [-1, 1] at `step` (random_before_training): a function of (run seed, step) only,
+        so a resumed run draws the same."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seeds[k].seed, step, 0x5EED]))
+        return rng.uniform(-1.0, 1.0, self.task.action_dim).astype(np.float32)
 
     def episode_seed(self, k: int) -> int:
         """The reset seed of seed k's current online episode: a function of (run seed, episode index) only."""

@@ -221,6 +221,10 @@ def test_every_agent_runs_offline_and_online_with_chunks_of_five(agent, pointmaz
             '--eval_episodes=1',
             '--log_interval=3',
             '--updates_per_call=3',
+            # online steps 1-6 only act (random actions for one agent), 7-12 also train: for every agent, whatever
+            # its released code's wait
+            '--agent.start_training=7',
+            *(['--agent.random_before_training=True'] if agent == 'rlpd' else []),
             # one agent also with vmapped seeds: each seed executes its own chunks online (per-seed action queues)
             *(['--num_seeds=2'] if agent == 'fql' else []),
             *TINY,
@@ -229,7 +233,7 @@ def test_every_agent_runs_offline_and_online_with_chunks_of_five(agent, pointmaz
     )
     for seed in (0, 1) if agent == 'fql' else (0,):
         final = read_final(tmp_path / f'{agent}_pointmaze-medium-navigate-singletask-task1-v0_seed{seed}')
-        assert final['steps'] == 18 and final['online_score'] in (0.0, 100.0)
+        assert final['steps'] == 12 and final['online_score'] in (0.0, 100.0)  # gradient steps: 6 + online 7-12
 
 
 # ---- presets named by the paper whose protocol they reproduce -------------------------------------------------------
@@ -310,7 +314,8 @@ def test_preset_qam_runs_the_protocol_on_a_sparse_task_and_records_it(tmp_path):
     assert cfg['preset_applied']['horizon_length'] == 5 and cfg['config']['num_critics'] == 10
     assert cfg['config']['alpha'] == 300.0  # reproduce.py FQL on scene-play-sparse
     assert any('sparse rewards' in n for n in cfg['task_notes'])
-    assert read_final(run)['steps'] == 11
+    assert cfg['config']['start_training'] == 5000  # QAM's main.py: the 7 online steps take no gradient step
+    assert read_final(run)['steps'] == 4
 
 
 def test_fav_dataset_bandwidth_is_scotts_rule_on_the_flattened_chunks():

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -216,3 +217,42 @@ def test_non_finite_loss_stops_with_message_and_keeps_checkpoint(tmp_path):
     run = tmp_path / 'fql_toy-8gaussians_seed0'
     assert json.load(open(run / 'status.json'))['status'] == 'failed'
     assert not (run / 'final.json').exists()
+
+
+def test_start_training_holds_gradient_steps_and_random_warmup_ignores_the_policy(tmp_path):
+    """--agent.start_training=S (the QAM / VGF codes' main.py): online steps 1 .. S-1 only act and fill the buffer, the
+    first gradient step comes at online step S; with random_before_training those steps act uniformly at random,
+    whatever the policy (the QAM code under --balanced_sampling)."""
+    from runner import checkpoint as ckpt_lib
+
+    base = ['--agent=iql', *TOY, '--offline_steps=6', '--save_interval=3', '--log_interval=1', *TINY]
+    held = [*base, '--online_steps=6', '--agent.start_training=4']
+    run_main([*held, '--run_name=held'], tmp_path)
+    run_main([*base, '--online_steps=0', '--run_name=offline'], tmp_path)
+
+    def ckpt(name, step):
+        return ckpt_lib.read(str(tmp_path / name / 'checkpoints' / f'ckpt_{step:09d}.msgpack'))
+
+    # online steps 1-3 (global 7-9) took no gradient step: the state is the offline run's last, to the bit
+    at9, at12, offline = ckpt('held', 9)['state'], ckpt('held', 12)['state'], ckpt('offline', 6)['state']
+    assert int(at9['step']) == 6 and int(at12['step']) == 9  # steps 4, 5, 6 each took one
+    for a, b in zip(jax.tree_util.tree_leaves(at9['params']), jax.tree_util.tree_leaves(offline['params'])):
+        np.testing.assert_array_equal(a, b)
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree_util.tree_leaves(at12['params']), jax.tree_util.tree_leaves(at9['params']))
+    )
+    with open(tmp_path / 'held' / 'train.csv') as f:
+        online = [r for r in csv.DictReader(f) if r['phase'] == 'online']
+    loss = next(k for k in online[-1] if k.endswith('loss'))
+    assert [r['step'] for r in online] == [str(s) for s in range(7, 13)]
+    assert [r[loss] == '' for r in online] == [True, True, True, False, False, False]
+
+    # random warm-up: the same actions under two different policies, uniform in [-1, 1]; the policy's own differ
+    rand = [*held, '--agent.random_before_training=True']
+    run_main([*rand, '--run_name=rand_a'], tmp_path)
+    run_main([*rand, '--agent.lr=0.01', '--run_name=rand_b'], tmp_path)
+    acts = {n: ckpt(n, 9)['buffer']['rows']['actions'] for n in ('held', 'rand_a', 'rand_b')}
+    assert acts['rand_a'].shape == (3, 2) and np.all(np.abs(acts['rand_a']) <= 1)
+    np.testing.assert_array_equal(acts['rand_a'], acts['rand_b'])
+    assert not np.array_equal(acts['rand_a'], acts['held'])

@@ -293,6 +293,8 @@ def test_presets():
         'actor_fc_scale': 1.0,
         'stochastic_eval': True,
         'bc_alpha': 0.3,
+        'start_training': 5000,  # its main.py: 4999 online steps of uniform actions (balanced_sampling) before updates
+        'random_before_training': True,
     }
     hum = _preset('humanoidmaze-large-navigate-singletask-task1-v0', 'qam')
     assert (hum['rho'], hum['bc_alpha'], hum['discount'], hum['horizon_length']) == (0.0, 0.0, 0.995, 1)
@@ -339,3 +341,27 @@ def test_utd_ratio_and_its_conditional_keys_are_checked():
     config.actor_q_agg = 'mean'
     with pytest.raises(ValueError, match='rho has no effect'):
         check_explicit_keys(config, {'rho'})
+
+
+def test_start_training_follows_each_released_code_and_is_checked():
+    """The online steps before the first gradient step: the QAM code's main.py waits 5000 (every agent whose defaults
+    are that code, and every --preset=qam), the VGF code until its 4998th environment step, the FQL / FAV codes not."""
+    from configs.common import QAM_CODE_AGENTS
+
+    waits = {name: agents.get_config(name).start_training for name in agents.AGENTS}
+    assert {n for n, s in waits.items() if s == 5000} == set(QAM_CODE_AGENTS)
+    assert waits['vgf'] == 4998 and {n for n, s in waits.items() if s == 0} == set(waits) - {*QAM_CODE_AGENTS, 'vgf'}
+    for name in ('rlpd', 'ifql'):  # their defaults are the FQL code's; QAM's protocol is its main.py's
+        assert agents.get_agent(name).PRESETS['qam']('cube-double-play-singletask-task1-v0')['start_training'] == 5000
+    qam_rlpd = rlpd.qam_preset('cube-double-play-singletask-task1-v0')
+    assert qam_rlpd['random_before_training'] is True  # reproduce_rlpd.py runs --balanced_sampling
+    config = agents.get_config('fql')
+    for bad in (-1, 1.5, True):
+        loose = ml_collections.ConfigDict(config.to_dict(), type_safe=False)
+        loose.start_training = bad
+        with pytest.raises(ValueError, match='start_training'):
+            validate_common(loose)
+    with pytest.raises(ValueError, match='random_before_training has no effect unless start_training > 1'):
+        check_explicit_keys(config, {'random_before_training'})
+    config.start_training = 5000
+    check_explicit_keys(config, {'random_before_training'})

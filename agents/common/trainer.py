@@ -209,11 +209,14 @@ class Learner:
         """Gradient steps per environment step online (`utd_ratio`, default 1)."""
         return int(self.config.get('utd_ratio', 1))
 
-    @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
-    def add_and_train(self, state: TrainState, buffer: dict, transition: dict):
+    @functools.partial(jax.jit, static_argnums=(0, 4), donate_argnums=(2,))
+    def add_and_train(self, state: TrainState, buffer: dict, transition: dict, train: bool = True):
         """Online: write one transition into the buffer, then take `utd_ratio` gradient steps on fresh batches (fused
-        in one call; the metrics are their mean, as the released QAM main.py's batch_update)."""
+        in one call; the metrics are their mean, as the released QAM main.py's batch_update). train=False: the write
+        alone (the steps before `start_training`); the metrics are then only `finite`."""
         buffer = buffer_lib.add_transition(buffer, transition)
+        if not train:
+            return state, buffer, {'finite': jnp.float32(1.0)}
         state, info = self._scan(state, buffer, self.utd_ratio)
         return state, buffer, info
 
@@ -227,12 +230,14 @@ class Learner:
         step0 = states.step[0]  # every seed has taken the same number of steps
         return jax.vmap(lambda s: self._scan(s, buffer, num_steps, step0, metrics))(states)
 
-    @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
-    def add_and_train_seeds(self, states: TrainState, buffers: dict, transitions: dict):
+    @functools.partial(jax.jit, static_argnums=(0, 4), donate_argnums=(2,))
+    def add_and_train_seeds(self, states: TrainState, buffers: dict, transitions: dict, train: bool = True):
         step0 = states.step[0]
 
         def one(state, buffer, transition):
             buffer = buffer_lib.add_transition(buffer, transition)
+            if not train:
+                return state, buffer, {'finite': jnp.float32(1.0)}
             state, info = self._scan(state, buffer, self.utd_ratio, step0)
             return state, buffer, info
 
