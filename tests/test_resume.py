@@ -112,6 +112,15 @@ def test_resume_refuses_a_different_command(tmp_path):
     os.remove(tmp_path / 'fql_toy-8gaussians_seed0' / 'final.json')
     proc = run_main([*args, '--resume', '--agent.alpha=3'], tmp_path, check=False)
     assert proc.returncode == 2 and 'agent.alpha' in proc.stderr
+    # a run made before start_training existed (its config.json without it) updated from the first online step: it
+    # resumes as it ran, and a run that would now wait is refused with the key named
+    cfg_path = tmp_path / 'fql_toy-8gaussians_seed0' / 'config.json'
+    cfg = json.loads(cfg_path.read_text())
+    del cfg['config']['start_training'], cfg['config']['random_before_training']
+    cfg_path.write_text(json.dumps(cfg))
+    proc = run_main([*args, '--resume', '--agent.start_training=5'], tmp_path, check=False)
+    assert proc.returncode == 2 and 'agent.start_training: 0 -> 5' in proc.stderr
+    assert run_main([*args, '--resume'], tmp_path).returncode == 0
 
 
 def test_num_seeds_equals_separate_runs(tmp_path):
