@@ -41,8 +41,9 @@ Switches (off by default) reach the other released versions:
     actor and one temperature step, each network with its own Adam (the trainer's frozen_on_critic_steps), Polyak
     targets toward the updated critic, ReLU MLPs with LayerNorm before the activation in the critic. Left different:
     its actor step uses the critic after the last of the 20 critic steps (here: the one before it, as the two are one
-    gradient step). Its first start_training = 5000 steps act at random without updates: add
-    `--agent.start_training=5000 --agent.random_before_training=True`.
+    gradient step). Its README's commands act at random without updates for the first 5000 steps (`--start_training
+    5000`; train_finetuning.py counts steps from 0, so the first update comes at step 5001): add
+    `--agent.start_training=5001 --agent.random_before_training=True`.
 """
 
 import jax
