@@ -111,6 +111,15 @@ CONDITIONAL_KEYS = {
         lambda c: f'start_training > 1 (start_training is {c.get("start_training")!r})',
         lambda c: c.get('start_training', 0) > 1,
     ),
+    # CGQL: the noisy-action regression exists in the mse / linex modes, its clip in linex alone.
+    'noisy_coef': (
+        lambda c: f"mode='mse' or 'linex' (cgql_mse / cgql_linex; mode is {c.get('mode')!r})",
+        lambda c: c.get('mode') in ('mse', 'linex'),
+    ),
+    'isd_clip': (
+        lambda c: f"mode='linex' (cgql_linex; mode is {c.get('mode')!r})",
+        lambda c: c.get('mode') == 'linex',
+    ),
     'normalize_r_scale': (
         lambda c: f'normalize_r=True (normalize_r is {c.get("normalize_r")!r})',
         lambda c: bool(c.get('normalize_r')),

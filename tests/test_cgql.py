@@ -277,3 +277,15 @@ def test_acting_integrates_the_polyak_target_flow_guided_by_the_current_critic(t
     np.testing.assert_allclose(got, np.clip(_np(want), -1, 1), rtol=1e-6, atol=1e-6)
     if target_guidance:
         assert np.abs(got - _np(learner.act(state.params, obs, rng, 0.0))).max() > 1e-3
+
+
+def test_keys_of_other_modes_set_explicitly_are_refused():
+    """noisy_coef acts in the mse / linex modes only, isd_clip in linex only: set where ignored, they are an error."""
+    from configs.common import check_explicit_keys
+
+    with pytest.raises(ValueError, match=r"--agent.noisy_coef has no effect unless mode='mse' or 'linex'"):
+        check_explicit_keys(agents.get_config('cgql'), {'noisy_coef'})
+    with pytest.raises(ValueError, match=r"--agent.isd_clip has no effect unless mode='linex'"):
+        check_explicit_keys(agents.get_config('cgql_mse'), {'isd_clip'})
+    check_explicit_keys(agents.get_config('cgql_mse'), {'noisy_coef'})
+    check_explicit_keys(agents.get_config('cgql_linex'), {'noisy_coef', 'isd_clip'})
