@@ -14,7 +14,8 @@
 # after every row) and lists in its table what it did not reach, in priority order: one seed before eight, FQL before
 # VGF. The tables then go into results/throughput.md's GPU section.
 # `PY=.venv/bin/python OUT=/tmp/out SMOKE=1 bash scripts/device_benchmark.sh eval` checks a part on any machine in a
-# few minutes (tiny networks and episodes; its figures mean nothing).
+# few minutes (tiny networks and episodes; its figures mean nothing); .whl/ is installed when present, so it must hold
+# wheels for PY's Python there (`PY_VERSION=3.11 scripts/device_benchmark.sh prepare`) or be absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-}
