@@ -5,8 +5,10 @@ import ml_collections
 # Agents whose defaults are the released QAM code (ColinQiyangLi/qam @ f93efd2). Its main.py takes no gradient step in
 # the first QAM_START_TRAINING - 1 online steps (flag start_training, main.py:30; it updates at its online step
 # i >= start_training, main.py:341), in offline-to-online runs too; the FQL and FAV codes update from the first step.
-QAM_CODE_AGENTS = ('qam', 'qam_fql', 'qam_edit', 'qam_fav', 'fawac', 'fbrac', 'dsrl', 'fedit', 'cgql', 'cgql_mse')
-QAM_CODE_AGENTS += ('cgql_linex',)
+QAM_CODE_AGENTS = (
+    *('qam', 'qam_fql', 'qam_edit', 'qam_fav'),
+    *('fawac', 'fbrac', 'dsrl', 'fedit', 'cgql', 'cgql_mse', 'cgql_linex'),
+)
 QAM_START_TRAINING = 5000
 
 

@@ -337,7 +337,7 @@ def main():
             skipped.append(f'{label} ({why})')
         else:
             rows.append(r)
-            eval_benchmark.write_json(a.json, dict(machine=None, command=sys.argv, rows=rows, failed=failed))
+            eval_benchmark.write_json(a.json, dict(command=sys.argv, rows=rows, failed=failed, skipped=skipped))
         return r is not None
 
     for name in [n for _ in range(a.rounds) for n in names]:

@@ -164,6 +164,11 @@ def worker(
     print('RESULT ' + json.dumps(out))
 
 
+def task_name(env_name: str) -> str:
+    """The table's task column: the env name without its single-task suffix."""
+    return env_name.split('-singletask')[0]
+
+
 def run_result(cmd, env=None, deadline: float | None = None) -> tuple[dict | None, str]:
     """Run one measuring subprocess and read its `RESULT {json}` line: (result, '') or (None, why), why being
     'failed' (its stderr's tail is printed), 'deadline' (not started: the deadline, a time.monotonic() value, had
@@ -223,9 +228,7 @@ def run(a, machine, env: dict | None = None) -> None:
                 r, why = run_result(cmd, dict(base, PYTHONPATH=path), deadline)
                 if why:
                     missing.append(
-                        f'{env_name.split("-singletask")[0]} {agent} {mode}'
-                        + (f' + {w} workers' if w else '')
-                        + f' ({why})'
+                        f'{task_name(env_name)} {agent} {mode}' + (f' + {w} workers' if w else '') + f' ({why})'
                     )
                 if r:
                     r['seconds_50'] = r['seconds'] * a.episodes / n
@@ -238,11 +241,10 @@ def run(a, machine, env: dict | None = None) -> None:
                     )
             if agent == 'fql' and a.released_fql:
                 cmd = [a.released_python, '-c', OFFICIAL, a.released_fql, env_name, str(a.seq_episodes)]
-                r, why = run_result(
-                    cmd, dict(base, MUJOCO_GL=base.get('MUJOCO_GL', 'egl')), deadline
-                )  # reads ~/.ogbench
+                gl = dict(base, MUJOCO_GL=base.get('MUJOCO_GL', 'egl'))  # it reads ~/.ogbench/data
+                r, why = run_result(cmd, gl, deadline)
                 if why:
-                    missing.append(f'{env_name.split("-singletask")[0]} fql official ({why})')
+                    missing.append(f'{task_name(env_name)} fql official ({why})')
                 if r:
                     rows.append(
                         dict(
@@ -291,7 +293,7 @@ def run(a, machine, env: dict | None = None) -> None:
         calls = f'{r["policy_calls"] * a.episodes // r["episodes"]:,}' if r.get('policy_calls') else '-'
         lock = r['width'] * r['variants'] if r['mode'] == 'lockstep' else 1
         make = '-' if r['make_s'] is None else f'{r["make_s"]:.1f}'
-        task = r['env'].split('-singletask')[0]
+        task = task_name(r['env'])
         lines.append(
             f'| {task} | {r["agent"]} | {mode} | {lock} | {r["seconds_50"]:.1f} | {speed} | {calls} | {make} |'
         )

@@ -200,9 +200,10 @@ def _qam_clip_grad(config):
 _NET_KEYS = ['batch_size', 'actor_hidden_dims', 'value_hidden_dims', 'actor_layer_norm', 'discount', 'tau']
 _UNUSED = {
     'agent_name': 'the registry name; the released side is chosen by its agent file',
-    'mix_offline': 'acts in the online phase only; the harness compares offline training (no online steps)',
-    'start_training': 'acts in the online phase only; the harness compares offline training (no online steps)',
-    'random_before_training': 'acts in the online phase only; the harness compares offline training (no online steps)',
+    **dict.fromkeys(
+        ('mix_offline', 'start_training', 'random_before_training'),
+        'acts in the online phase only; the harness compares offline training (no online steps)',
+    ),
 }
 _OLD_PARAMS = ((True,), 'its target_update reads self.network / self.critic, the parameters before the step')
 # Action chunking: the QAM repository's chunked setting is not mapped yet (the harness runs --horizon_length=1 with
